@@ -1,0 +1,10 @@
+"""Configuration generators (pure ASE/numpy): bond scans, strain series, rattles.
+
+Each generator copies its input, is deterministic (for a given seed where random), and tags
+every frame's ``info`` with ``role`` and ``name``. Lengths in Å.
+"""
+
+from .rattle import rattle
+from .scans import bond_scan, frame_prefix, strain_series
+
+__all__ = ["bond_scan", "frame_prefix", "rattle", "strain_series"]

@@ -1,0 +1,449 @@
+"""``reactmlip-runner``: the executable the evaluation CalcJob runs on any computer.
+
+Never imports aiida (only numpy, ASE, torch and the MLIP family that is asked for), so it runs on a
+compute node that has the MLIP stack but no AiiDA profile.
+
+Usage::
+
+    reactmlip-runner evaluate --input input.json
+
+``input.json`` (relative paths are taken relative to the directory of ``input.json``)::
+
+    {
+      "family": "chgnet" | "sevenn" | "mace",
+      "model_file": "model.pth",          # or only "model_name" of a registered bundled model
+      "model_name": "chgnet-0.3.0",       # optional: used in messages and recorded in timing.json
+      "frames_file": "frames.extxyz",
+      "device": "cpu",
+      "batch_size": 16,                   # frames per batch in "batched" mode
+      "compute_stress": true,
+      "mode": "auto" | "batched" | "ase", # batched: CHGNet predict_structure; ase: calculator loop
+      "num_threads": 2,                   # optional: torch.set_num_threads
+      "dtype": null,                      # optional: MACE "float64" (default) or "float32"
+      "output_file": "predictions.npz",
+      "timing_file": "timing.json"
+    }
+
+Outputs (next to each other, by default in the directory of ``input.json``):
+
+- ``predictions.npz``: ``energies`` (F,) eV; ``forces`` (N_total, 3) eV/A, concatenated in frame
+  order; ``stress`` (F, 6) eV/A^3 in ASE Voigt order (xx, yy, zz, yz, xz, xy) and sign, NaN for
+  frames that are not periodic in 3D (or when ``compute_stress`` is false); ``n_atoms`` (F,).
+- ``timing.json``: model load and evaluation seconds, seconds per frame, the mode used, threads,
+  package versions and what the model file covers.
+
+Exit codes (see ``EXIT_CODES``): 0 ok; 10 an input file missing, unreadable or invalid;
+11 an element of the frames is not covered by the model (stderr names element and model);
+12 the model failed to load; 13 the evaluation itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from aiida_reactmlip.models import is_periodic_3d
+
+EXIT_OK = 0
+EXIT_INPUT = 10
+EXIT_ELEMENTS = 11
+EXIT_MODEL_LOAD = 12
+EXIT_EVALUATION = 13
+
+EXIT_CODES = {
+    EXIT_OK: "ok",
+    EXIT_INPUT: "an input file is missing, unreadable or invalid",
+    EXIT_ELEMENTS: "the frames contain an element the model does not cover",
+    EXIT_MODEL_LOAD: "the model failed to load",
+    EXIT_EVALUATION: "the evaluation failed",
+}
+
+MODES = ("auto", "batched", "ase")
+
+#: families with a batched path in this runner
+BATCHED_FAMILIES = ("chgnet",)
+
+INPUT_DEFAULTS: dict[str, Any] = {
+    "model_file": None,
+    "model_name": None,
+    "device": "cpu",
+    "batch_size": 16,
+    "compute_stress": True,
+    "mode": "auto",
+    "num_threads": None,
+    "dtype": None,
+    "output_file": "predictions.npz",
+    "timing_file": "timing.json",
+}
+
+
+class RunnerError(Exception):
+    """An error with a dedicated exit code; its message goes to stderr."""
+
+    def __init__(self, exit_code: int, message: str):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------------ input
+
+
+def read_input(input_file: str | os.PathLike) -> dict[str, Any]:
+    """The validated run parameters of ``input_file`` with defaults filled and paths resolved."""
+    path = pathlib.Path(input_file)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r} does not exist") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r} is unreadable: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r} must hold a JSON object")
+
+    params = {**INPUT_DEFAULTS, **raw}
+    unknown = sorted(set(raw) - set(INPUT_DEFAULTS) - {"family", "frames_file"})
+    if unknown:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: unknown key(s) {', '.join(unknown)}")
+
+    from aiida_reactmlip.models import ModelNotAvailableError, UnknownModelError, get_model_spec
+    from aiida_reactmlip.models import locate_model_file, normalize_family
+
+    base = path.resolve().parent
+    if not params.get("family") and params.get("model_name"):
+        try:
+            params["family"] = get_model_spec(params["model_name"]).family
+        except UnknownModelError:
+            pass
+    for key in ("family", "frames_file"):
+        if not params.get(key):
+            raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {key!r} is required")
+    try:
+        params["family"] = normalize_family(params["family"])
+    except ValueError as exc:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {exc}") from exc
+    if params["mode"] not in MODES:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: mode must be one of {MODES}, got {params['mode']!r}")
+    try:
+        params["batch_size"] = int(params["batch_size"])
+        if params["batch_size"] < 1:
+            raise ValueError("must be >= 1")
+        if params["num_threads"] is not None:
+            params["num_threads"] = int(params["num_threads"])
+            if params["num_threads"] < 1:
+                raise ValueError("num_threads must be >= 1")
+    except (TypeError, ValueError) as exc:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: invalid batch_size/num_threads: {exc}") from exc
+    params["compute_stress"] = bool(params["compute_stress"])
+
+    if params["model_file"] is None:
+        if not params.get("model_name"):
+            raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: 'model_file' (or a registered 'model_name') is required")
+        try:
+            params["model_file"] = str(locate_model_file(params["model_name"]))
+        except (UnknownModelError, ModelNotAvailableError) as exc:
+            raise RunnerError(EXIT_INPUT, str(exc)) from exc
+
+    for key in ("model_file", "frames_file", "output_file", "timing_file"):
+        value = pathlib.Path(os.path.expanduser(str(params[key])))
+        params[key] = value if value.is_absolute() else base / value
+    if params["model_name"] is None:
+        params["model_name"] = params["model_file"].name
+    return params
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+
+class _Progress:
+    """Prints a line about every 10% of the frames."""
+
+    def __init__(self, n_frames: int):
+        self.n_frames = n_frames
+        self.step = max(1, math.ceil(n_frames / 10))
+        self.next = self.step
+        self.start = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if done >= self.next or done == self.n_frames:
+            elapsed = time.perf_counter() - self.start
+            percent = 100.0 * done / max(self.n_frames, 1)
+            _log(f"progress: {done}/{self.n_frames} frames ({percent:.0f}%), {elapsed:.1f} s elapsed")
+            while self.next <= done:
+                self.next += self.step
+
+
+def evaluate_ase(calc, images, compute_stress: bool = True, progress: _Progress | None = None):
+    """Energies (F,), forces (list of (n_i, 3)) and stress (F, 6) through an ASE calculator, frame by frame."""
+    n_frames = len(images)
+    energies = np.full(n_frames, np.nan)
+    forces = []
+    stress = np.full((n_frames, 6), np.nan)
+    for i, atoms in enumerate(images):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        energies[i] = atoms.get_potential_energy()
+        forces.append(np.array(atoms.get_forces(), dtype=float))
+        if compute_stress and is_periodic_3d(atoms):
+            stress[i] = atoms.get_stress(voigt=True)
+        if progress is not None:
+            progress.update(i + 1)
+    return energies, forces, stress
+
+
+def evaluate_chgnet_batched(model, images, batch_size: int = 16, compute_stress: bool = True,
+                            progress: _Progress | None = None):
+    """Like :func:`evaluate_ase`, through ``CHGNet.predict_structure`` in batches.
+
+    CHGNet predicts the energy per atom (eV/atom, for its intensive models) and the stress in GPa;
+    both are converted here to the units of its ASE calculator: total energy in eV and stress in
+    eV/A^3 with ASE's sign (``stress_weight = ase.units.GPa``, as ``CHGNetCalculator`` uses).
+    Frames that are not periodic in 3D are boxed (:func:`aiida_reactmlip.models.ensure_cell`).
+    """
+    from ase import units
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from aiida_reactmlip.models import ensure_cell
+
+    n_frames = len(images)
+    energies = np.full(n_frames, np.nan)
+    forces: list[np.ndarray] = []
+    stress = np.full((n_frames, 6), np.nan)
+    periodic = [is_periodic_3d(atoms) for atoms in images]
+    task = "efs" if compute_stress and any(periodic) else "ef"
+    extensive = bool(getattr(model, "is_intensive", True))
+    for start in range(0, n_frames, batch_size):
+        chunk = images[start : start + batch_size]
+        structures = [AseAtomsAdaptor.get_structure(ensure_cell(atoms)) for atoms in chunk]
+        predictions = model.predict_structure(structures, task=task, batch_size=batch_size)
+        if isinstance(predictions, dict):  # CHGNet returns a bare dict for a single structure
+            predictions = [predictions]
+        for offset, (atoms, pred) in enumerate(zip(chunk, predictions, strict=True)):
+            i = start + offset
+            n = len(atoms)
+            energies[i] = float(np.asarray(pred["e"]).reshape(())) * (n if extensive else 1)
+            forces.append(np.asarray(pred["f"], dtype=float).reshape(n, 3))
+            if task == "efs" and periodic[i]:
+                stress[i] = full_3x3_to_voigt_6_stress(np.asarray(pred["s"], dtype=float)) * units.GPa
+        if progress is not None:
+            progress.update(min(start + batch_size, n_frames))
+    return energies, forces, stress
+
+
+def choose_mode(requested: str, family: str, device: str) -> str:
+    """The mode actually used.
+
+    ``auto``: CHGNet batched on an accelerator, the ASE loop on CPU (measured here: CHGNet's
+    ``predict_structure`` batches are slower per frame than its calculator on CPU); the ASE loop
+    for SevenNet and MACE.  ``batched`` for a family without a batched path falls back to ``ase``.
+    """
+    if requested == "ase":
+        return "ase"
+    if family not in BATCHED_FAMILIES:
+        return "ase"
+    if requested == "batched":
+        return "batched"
+    return "batched" if not str(device).startswith("cpu") else "ase"
+
+
+def _package_versions(family: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = {"chgnet": ["chgnet", "pymatgen"], "sevenn": ["sevenn", "e3nn"], "mace": ["mace-torch", "e3nn"]}[family]
+    versions = {}
+    for name in ["torch", "ase", "numpy", *names]:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        versions["aiida-reactmlip"] = version("aiida-reactmlip")
+    except PackageNotFoundError:
+        pass
+    return versions
+
+
+def _write_npz(path: pathlib.Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the model on the frames of ``params`` (as :func:`read_input` returns); write the outputs.
+
+    Returns the timing record; raises :class:`RunnerError` with the exit code on failure.
+    """
+    wall_start = time.perf_counter()
+    family = params["family"]
+    model_file: pathlib.Path = params["model_file"]
+    frames_file: pathlib.Path = params["frames_file"]
+
+    # -- frames
+    from aiida_reactmlip.frames import read_extxyz
+
+    if not frames_file.is_file():
+        raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} does not exist")
+    try:
+        frames = read_extxyz(frames_file)
+        images = frames.to_atoms()
+    except (OSError, ValueError) as exc:
+        raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} is unreadable: {exc}") from exc
+    n_frames = len(images)
+    n_atoms = np.asarray(frames.n_atoms, dtype=np.int64)
+    n_atoms_total = int(n_atoms.sum())
+    if not model_file.is_file():
+        raise RunnerError(EXIT_INPUT, f"model file {str(model_file)!r} does not exist")
+
+    # -- threads
+    import torch
+
+    if params["num_threads"]:
+        torch.set_num_threads(params["num_threads"])
+    threads = torch.get_num_threads()
+    mode = choose_mode(params["mode"], family, params["device"])
+    _log(
+        f"reactmlip-runner evaluate: family={family} model={params['model_name']} file={model_file.name} "
+        f"frames={n_frames} atoms={n_atoms_total} device={params['device']} mode={mode} "
+        f"(requested {params['mode']}) batch_size={params['batch_size']} torch_threads={threads}"
+    )
+    if params["mode"] == "batched" and mode != "batched":
+        _log(f"note: no batched path for family {family}; using the ASE calculator loop")
+
+    # -- model: what it covers, then the calculator
+    from aiida_reactmlip.models import (
+        ElementNotCoveredError,
+        ModelError,
+        check_elements,
+        describe_model_file,
+        load_calculator,
+    )
+
+    load_start = time.perf_counter()
+    try:
+        info = describe_model_file(family, model_file)
+    except ModelError as exc:
+        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
+    symbols = sorted({str(s) for atoms in images for s in atoms.get_chemical_symbols()})
+    try:
+        check_elements(params["model_name"], info["elements"], symbols)
+    except ElementNotCoveredError as exc:
+        raise RunnerError(EXIT_ELEMENTS, str(exc)) from exc
+    try:
+        calc = load_calculator(family, model_file, device=params["device"], dtype=params["dtype"])
+    except (ModelError, ValueError) as exc:
+        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
+    load_seconds = time.perf_counter() - load_start
+    _log(
+        f"model loaded in {load_seconds:.2f} s: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
+        f"{info['n_parameters']} parameters, {info['dtype']}"
+    )
+
+    # -- evaluation
+    progress = _Progress(n_frames)
+    eval_start = time.perf_counter()
+    try:
+        if mode == "batched":
+            energies, forces, stress = evaluate_chgnet_batched(
+                calc.model, images, params["batch_size"], params["compute_stress"], progress
+            )
+        else:
+            energies, forces, stress = evaluate_ase(calc, images, params["compute_stress"], progress)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        raise RunnerError(EXIT_EVALUATION, f"evaluation failed: {type(exc).__name__}: {exc}") from exc
+    eval_seconds = time.perf_counter() - eval_start
+
+    forces_all = np.concatenate(forces).reshape(-1, 3) if forces else np.zeros((0, 3))
+    if forces_all.shape != (n_atoms_total, 3):  # pragma: no cover - a model returning a wrong shape
+        raise RunnerError(EXIT_EVALUATION, f"forces have shape {forces_all.shape}, expected ({n_atoms_total}, 3)")
+    nonfinite = int((~np.isfinite(energies)).sum())
+    if nonfinite:
+        _log(f"warning: {nonfinite} frame(s) got a non-finite energy")
+
+    params["output_file"].parent.mkdir(parents=True, exist_ok=True)
+    _write_npz(
+        params["output_file"],
+        energies=energies.astype(np.float64),
+        forces=forces_all.astype(np.float64),
+        stress=stress.astype(np.float64),
+        n_atoms=n_atoms,
+    )
+    timing = {
+        "family": family,
+        "model_name": params["model_name"],
+        "model_file": model_file.name,
+        "model": {key: info[key] for key in ("n_elements", "cutoff", "dtype", "n_parameters", "sha256")},
+        "device": params["device"],
+        "mode": mode,
+        "mode_requested": params["mode"],
+        "batch_size": params["batch_size"] if mode == "batched" else 1,
+        "compute_stress": params["compute_stress"],
+        "n_frames": n_frames,
+        "n_atoms_total": n_atoms_total,
+        "n_nonfinite_energies": nonfinite,
+        "model_load_seconds": load_seconds,
+        "evaluation_seconds": eval_seconds,
+        "seconds_per_frame": eval_seconds / n_frames if n_frames else None,
+        "seconds_per_atom": eval_seconds / n_atoms_total if n_atoms_total else None,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "torch_threads": threads,
+        "versions": _package_versions(family),
+    }
+    _write_json(params["timing_file"], timing)
+    per_frame = f"{timing['seconds_per_frame']:.4f}" if n_frames else "n/a"
+    _log(
+        f"done: {n_frames} frames in {eval_seconds:.2f} s ({per_frame} s/frame); "
+        f"wrote {params['output_file'].name} and {params['timing_file'].name}"
+    )
+    return timing
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reactmlip-runner",
+        description="Evaluate a machine-learning interatomic potential on a set of frames (no AiiDA needed).",
+        epilog="exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()),
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    evaluate = sub.add_parser("evaluate", help="energies, forces and stress of every frame of an extxyz file")
+    evaluate.add_argument("--input", "-i", required=True, help="JSON file with the run parameters")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``reactmlip-runner``; returns the exit code (see :data:`EXIT_CODES`)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "evaluate":
+            run_evaluate(read_input(args.input))
+    except RunnerError as exc:
+        print(f"reactmlip-runner: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

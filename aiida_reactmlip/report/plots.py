@@ -1,0 +1,66 @@
+"""Plots (pure: numpy in, PNG files out). Uses matplotlib's non-interactive Agg backend."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_energy_profile(
+    coordinate: np.ndarray,
+    dft_relative: np.ndarray,
+    predicted_relative: dict[str, np.ndarray],
+    path: str | pathlib.Path,
+    xlabel: str = "coordinate (Å)",
+    title: str = "",
+) -> pathlib.Path:
+    """Relative energy (eV) along a scan or path: DFT against each model."""
+    plt = _pyplot()
+    order = np.argsort(coordinate)
+    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
+    ax.plot(coordinate[order], dft_relative[order], "ko-", lw=2, label="DFT (pw.x)")
+    markers = "s^Dv<>p"
+    for k, (name, values) in enumerate(predicted_relative.items()):
+        ax.plot(coordinate[order], values[order], marker=markers[k % len(markers)], ls="--", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("relative energy (eV)")
+    ax.axhline(0.0, color="0.8", lw=0.8)
+    ax.legend(frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_force_parity(dft_forces: np.ndarray, predicted: dict[str, np.ndarray], path: str | pathlib.Path) -> pathlib.Path:
+    """Parity plot of force components (eV/Å): model against DFT."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    reference = np.asarray(dft_forces).ravel()
+    limit = 1.05 * max(np.abs(reference).max(), *(np.abs(v).max() for v in predicted.values()))
+    ax.plot([-limit, limit], [-limit, limit], color="0.6", lw=1)
+    for name, values in predicted.items():
+        ax.scatter(reference, np.asarray(values).ravel(), s=12, alpha=0.7, label=name)
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_xlabel("DFT force component (eV/Å)")
+    ax.set_ylabel("MLIP force component (eV/Å)")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,195 @@
+"""Reactive-system library: named builders returning tagged configurations (pure ASE).
+
+A ``ReactiveSystem`` holds ``ase.Atoms`` configurations, each with ``info["name"]``,
+``info["role"]`` and ``info["system"]``. ``get_system(name, **params)`` builds one from the
+registry; ``register_system`` adds a builder. Lengths in Å.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ase.io
+from ase import Atoms
+
+from ..generate import bond_scan
+from .molecules import DIATOMICS, diatomic
+
+__all__ = [
+    "CATEGORIES",
+    "ROLES",
+    "ReactiveSystem",
+    "register_system",
+    "list_systems",
+    "get_system",
+    "load_structure_file",
+    "system_from_file",
+]
+
+CATEGORIES = ("adsorption", "dissociation", "crystal_growth", "user")
+ROLES = ("reference", "initial", "final", "image", "scan", "rattle")
+
+
+@dataclass
+class ReactiveSystem:
+    """A named reactive system and its configurations.
+
+    ``category`` in ``CATEGORIES``; every configuration must carry ``info["name"]`` (unique),
+    ``info["role"]`` in ``ROLES`` and ``info["system"]`` equal to ``name`` (checked).
+    ``parameters``: the builder arguments used, for provenance.
+    """
+
+    name: str
+    category: str
+    description: str
+    configurations: list[Atoms]
+    parameters: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
+        if not self.configurations:
+            raise ValueError(f"system {self.name!r} has no configuration")
+        seen = set()
+        for k, atoms in enumerate(self.configurations):
+            info = atoms.info
+            label = info.get("name")
+            if not label:
+                raise ValueError(f"configuration {k} of {self.name!r} has no info['name']")
+            if label in seen:
+                raise ValueError(f"configuration name {label!r} appears twice in {self.name!r}")
+            seen.add(label)
+            if info.get("role") not in ROLES:
+                raise ValueError(
+                    f"configuration {label!r}: role must be one of {ROLES}, got {info.get('role')!r}"
+                )
+            if info.get("system") != self.name:
+                raise ValueError(
+                    f"configuration {label!r}: info['system'] is {info.get('system')!r}, not {self.name!r}"
+                )
+
+    def by_role(self, role: str) -> list[Atoms]:
+        """Configurations whose ``info["role"]`` is ``role``."""
+        return [a for a in self.configurations if a.info.get("role") == role]
+
+    @property
+    def names(self) -> list[str]:
+        return [a.info["name"] for a in self.configurations]
+
+
+_REGISTRY: dict[str, Callable[..., ReactiveSystem]] = {}
+
+
+def register_system(name: str) -> Callable:
+    """Decorator registering ``builder(**params) -> ReactiveSystem`` under ``name``."""
+
+    def deco(builder: Callable[..., ReactiveSystem]):
+        if name in _REGISTRY:
+            raise ValueError(f"system {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return deco
+
+
+def list_systems() -> list[str]:
+    """Names of the registered systems, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_system(name: str, **params) -> ReactiveSystem:
+    """Build the registered system ``name`` with builder ``params``.
+
+    Unknown name: KeyError listing the available names. Unknown parameter: TypeError listing
+    the accepted ones.
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown reactive system {name!r}; available: {', '.join(list_systems())}")
+    builder = _REGISTRY[name]
+    accepted = list(inspect.signature(builder).parameters)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"system {name!r} does not take {unknown}; parameters: {accepted}")
+    return builder(**params)
+
+
+def _dissociation_builder(symbols: str):
+    spec = DIATOMICS[symbols]
+    system = f"{symbols.lower()}-dissociation"
+    prefix = symbols.lower()
+
+    def build(distances=spec.scan, box: float = 8.0) -> ReactiveSystem:
+        distances = [float(d) for d in distances]
+        molecule = diatomic(symbols, box=box)
+        frames = bond_scan(molecule, 0, 1, distances, fix="center", name=prefix)
+        for atoms in frames:
+            atoms.info["system"] = system
+        return ReactiveSystem(
+            name=system,
+            category="dissociation",
+            description=(
+                f"{symbols} bond scan in a {box:g} Å periodic cubic box, {len(distances)} distances "
+                f"around the equilibrium {spec.bond_length} Å (multiplicity {spec.multiplicity})"
+            ),
+            configurations=frames,
+            parameters={"distances": distances, "box": float(box)},
+        )
+
+    build.__name__ = f"build_{prefix}_dissociation"
+    build.__doc__ = (
+        f"{symbols} bond scan: ``distances`` (Å, default {list(spec.scan)}), cubic ``box`` (Å)."
+    )
+    return build
+
+
+for _symbols in ("H2", "O2", "N2", "CO"):
+    register_system(f"{_symbols.lower()}-dissociation")(_dissociation_builder(_symbols))
+
+
+def load_structure_file(path) -> list[Atoms]:
+    """All frames of a structure file (any format ASE reads), as a list of ``Atoms``.
+
+    FileNotFoundError when the file does not exist; ValueError naming the file when ASE cannot
+    read it or it holds no frame.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"structure file not found: {p}")
+    try:
+        frames = ase.io.read(p, index=":")
+    except Exception as exc:  # ASE raises many types for unreadable files
+        raise ValueError(f"ASE cannot read structure file {str(p)!r}: {type(exc).__name__}: {exc}") from exc
+    if isinstance(frames, Atoms):
+        frames = [frames]
+    frames = list(frames)
+    if not frames:
+        raise ValueError(f"structure file {str(p)!r} holds no structure")
+    return frames
+
+
+def system_from_file(
+    path, name: str, description: str = "", role: str | None = None, category: str = "user"
+) -> ReactiveSystem:
+    """A ``ReactiveSystem`` from a user's structure file.
+
+    Each frame keeps its ``info["role"]`` when the file has one, else takes ``role`` (a
+    ValueError if neither is set); names default to ``"<name>-<k>"``.
+    """
+    frames = load_structure_file(path)
+    for k, atoms in enumerate(frames):
+        atoms.info.setdefault("name", f"{name}-{k}")
+        if atoms.info.get("role") is None:
+            if role is None:
+                raise ValueError(f"frame {k} of {str(path)!r} has no role; pass role= one of {ROLES}")
+            atoms.info["role"] = role
+        atoms.info["system"] = name
+    return ReactiveSystem(
+        name=name,
+        category=category,
+        description=description or f"structures read from {Path(path).name}",
+        configurations=frames,
+        parameters={"path": str(path)},
+    )

@@ -1,0 +1,1 @@
+pytest_plugins = ["aiida.tools.pytest_fixtures"]
