@@ -24,7 +24,9 @@ DEBIAN_PSEUDO_DIR = pathlib.Path("/usr/share/espresso/pseudo")
 DEBIAN_FAMILY_LABEL = "reactmlip/debian-pbe"
 
 #: Open MPI refuses to start as root unless told it may; harmless for other users.
-MPI_PREPEND_TEXT = "export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\nexport OMP_NUM_THREADS=1"
+MPI_PREPEND_TEXT = "export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+#: pw.x and neb.x parallelise with MPI; one OpenMP thread per rank avoids oversubscription.
+QE_PREPEND_TEXT = "export OMP_NUM_THREADS=1"
 
 #: One PBE scalar-relativistic UPF file per element from Debian's ``quantum-espresso-data``.
 #: PAW/ultrasoft files where Debian has them; chosen for their stated cutoffs and validation history.
@@ -244,10 +246,12 @@ def ensure_codes(computer, report: ProvisionReport | None = None) -> dict[str, t
     neb = shutil.which("neb.x") or "/usr/bin/neb.x"
     return {
         "pw": ensure_installed_code(
-            PW_CODE_LABEL, pw, "quantumespresso.pw", computer, "Quantum ESPRESSO pw.x (Debian)", report=report
+            PW_CODE_LABEL, pw, "quantumespresso.pw", computer, "Quantum ESPRESSO pw.x (Debian)",
+            prepend_text=QE_PREPEND_TEXT, report=report,
         ),
         "neb": ensure_installed_code(
-            NEB_CODE_LABEL, neb, "quantumespresso.neb", computer, "Quantum ESPRESSO neb.x (Debian)", report=report
+            NEB_CODE_LABEL, neb, "quantumespresso.neb", computer, "Quantum ESPRESSO neb.x (Debian)",
+            prepend_text=QE_PREPEND_TEXT, report=report,
         ),
         "runner": ensure_installed_code(
             RUNNER_CODE_LABEL,
@@ -255,7 +259,6 @@ def ensure_codes(computer, report: ProvisionReport | None = None) -> dict[str, t
             "reactmlip.evaluate",
             computer,
             "aiida-reactmlip MLIP runner (evaluate, relax, md, neb, finetune)",
-            prepend_text="export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}",
             report=report,
         ),
     }

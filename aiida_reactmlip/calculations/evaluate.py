@@ -86,7 +86,6 @@ class EvaluateCalculation(CalcJob):
             "frames_file": FRAMES_FILE,
             "output_file": PREDICTIONS_FILE,
             "timing_file": TIMING_FILE,
-            "status_file": STATUS_FILE,
             **settings,
         }
         with folder.open(INPUT_FILE, "w", encoding="utf-8") as handle:

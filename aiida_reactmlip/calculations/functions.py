@@ -67,6 +67,7 @@ def build_labelled_dataset(frame_info: orm.Dict, **nodes) -> LabelledDatasetData
 
 def frame_groups(frames: Frames) -> list[str]:
     """Group key per frame for relative energies: the ``group`` info if given, else system + formula."""
+    from ase.data import chemical_symbols
     from ase.formula import Formula
 
     groups = []
@@ -75,7 +76,7 @@ def frame_groups(frames: Frames) -> list[str]:
             groups.append(str(info["group"]))
             continue
         numbers = frames.numbers[frames.offsets[i] : frames.offsets[i] + frames.n_atoms[i]]
-        formula = Formula.from_list([int(z) for z in numbers]).format("hill")
+        formula = Formula.from_list([chemical_symbols[int(z)] for z in numbers]).format("hill")
         groups.append(f"{info.get('system', '')}:{formula}")
     return groups
 

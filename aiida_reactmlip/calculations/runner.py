@@ -15,7 +15,8 @@ Usage::
       "model_name": "chgnet-0.3.0",       # optional: used in messages and recorded in timing.json
       "frames_file": "frames.extxyz",
       "device": "cpu",
-      "batch_size": 16,                   # frames per batch in "batched" mode
+      "batch_size": 16,                   # frames per batch in "batched" mode (CPU memory grows
+                                          # ~0.5 GB per 37-atom frame with stress: keep it small)
       "compute_stress": true,
       "mode": "auto" | "batched" | "ase", # batched: CHGNet predict_structure; ase: calculator loop
       "num_threads": 2,                   # optional: torch.set_num_threads
@@ -51,7 +52,20 @@ from typing import Any
 
 import numpy as np
 
-from aiida_reactmlip.models import is_periodic_3d
+from aiida_reactmlip.models import (
+    ElementNotCoveredError,
+    ModelError,
+    ModelNotAvailableError,
+    UnknownModelError,
+    check_elements,
+    describe_model_file,
+    ensure_cell,
+    get_model_spec,
+    is_periodic_3d,
+    load_calculator,
+    locate_model_file,
+    normalize_family,
+)
 
 EXIT_OK = 0
 EXIT_INPUT = 10
@@ -113,13 +127,13 @@ def read_input(input_file: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise RunnerError(EXIT_INPUT, f"input file {str(path)!r} must hold a JSON object")
 
+    def invalid(message: str) -> RunnerError:
+        return RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {message}")
+
     params = {**INPUT_DEFAULTS, **raw}
     unknown = sorted(set(raw) - set(INPUT_DEFAULTS) - {"family", "frames_file"})
     if unknown:
-        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: unknown key(s) {', '.join(unknown)}")
-
-    from aiida_reactmlip.models import ModelNotAvailableError, UnknownModelError, get_model_spec
-    from aiida_reactmlip.models import locate_model_file, normalize_family
+        raise invalid(f"unknown key(s) {', '.join(unknown)}")
 
     base = path.resolve().parent
     if not params.get("family") and params.get("model_name"):
@@ -129,13 +143,13 @@ def read_input(input_file: str | os.PathLike) -> dict[str, Any]:
             pass
     for key in ("family", "frames_file"):
         if not params.get(key):
-            raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {key!r} is required")
+            raise invalid(f"{key!r} is required")
     try:
         params["family"] = normalize_family(params["family"])
     except ValueError as exc:
-        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {exc}") from exc
+        raise invalid(str(exc)) from exc
     if params["mode"] not in MODES:
-        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: mode must be one of {MODES}, got {params['mode']!r}")
+        raise invalid(f"mode must be one of {MODES}, got {params['mode']!r}")
     try:
         params["batch_size"] = int(params["batch_size"])
         if params["batch_size"] < 1:
@@ -145,12 +159,12 @@ def read_input(input_file: str | os.PathLike) -> dict[str, Any]:
             if params["num_threads"] < 1:
                 raise ValueError("num_threads must be >= 1")
     except (TypeError, ValueError) as exc:
-        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: invalid batch_size/num_threads: {exc}") from exc
+        raise invalid(f"invalid batch_size/num_threads: {exc}") from exc
     params["compute_stress"] = bool(params["compute_stress"])
 
     if params["model_file"] is None:
         if not params.get("model_name"):
-            raise RunnerError(EXIT_INPUT, f"input file {str(path)!r}: 'model_file' (or a registered 'model_name') is required")
+            raise invalid("'model_file' (or a registered 'model_name') is required")
         try:
             params["model_file"] = str(locate_model_file(params["model_name"]))
         except (UnknownModelError, ModelNotAvailableError) as exc:
@@ -186,7 +200,7 @@ class _Progress:
 
 
 def evaluate_ase(calc, images, compute_stress: bool = True, progress: _Progress | None = None):
-    """Energies (F,), forces (list of (n_i, 3)) and stress (F, 6) through an ASE calculator, frame by frame."""
+    """Energies (F,), forces (list of (n_i, 3)), stress (F, 6) through an ASE calculator, frame by frame."""
     n_frames = len(images)
     energies = np.full(n_frames, np.nan)
     forces = []
@@ -215,8 +229,6 @@ def evaluate_chgnet_batched(model, images, batch_size: int = 16, compute_stress:
     from ase import units
     from ase.stress import full_3x3_to_voigt_6_stress
     from pymatgen.io.ase import AseAtomsAdaptor
-
-    from aiida_reactmlip.models import ensure_cell
 
     n_frames = len(images)
     energies = np.full(n_frames, np.nan)
@@ -262,7 +274,11 @@ def choose_mode(requested: str, family: str, device: str) -> str:
 def _package_versions(family: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = {"chgnet": ["chgnet", "pymatgen"], "sevenn": ["sevenn", "e3nn"], "mace": ["mace-torch", "e3nn"]}[family]
+    names = {
+        "chgnet": ["chgnet", "pymatgen"],
+        "sevenn": ["sevenn", "e3nn"],
+        "mace": ["mace-torch", "e3nn"],
+    }[family]
     versions = {}
     for name in ["torch", "ase", "numpy", *names]:
         try:
@@ -330,14 +346,6 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
         _log(f"note: no batched path for family {family}; using the ASE calculator loop")
 
     # -- model: what it covers, then the calculator
-    from aiida_reactmlip.models import (
-        ElementNotCoveredError,
-        ModelError,
-        check_elements,
-        describe_model_file,
-        load_calculator,
-    )
-
     load_start = time.perf_counter()
     try:
         info = describe_model_file(family, model_file)
@@ -350,8 +358,10 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
         raise RunnerError(EXIT_ELEMENTS, str(exc)) from exc
     try:
         calc = load_calculator(family, model_file, device=params["device"], dtype=params["dtype"])
-    except (ModelError, ValueError) as exc:
+    except ModelError as exc:
         raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
+    except ValueError as exc:  # e.g. a dtype the family does not support
+        raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
     load_seconds = time.perf_counter() - load_start
     _log(
         f"model loaded in {load_seconds:.2f} s: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
@@ -375,7 +385,9 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
 
     forces_all = np.concatenate(forces).reshape(-1, 3) if forces else np.zeros((0, 3))
     if forces_all.shape != (n_atoms_total, 3):  # pragma: no cover - a model returning a wrong shape
-        raise RunnerError(EXIT_EVALUATION, f"forces have shape {forces_all.shape}, expected ({n_atoms_total}, 3)")
+        raise RunnerError(
+            EXIT_EVALUATION, f"forces have shape {forces_all.shape}, expected ({n_atoms_total}, 3)"
+        )
     nonfinite = int((~np.isfinite(energies)).sum())
     if nonfinite:
         _log(f"warning: {nonfinite} frame(s) got a non-finite energy")
@@ -433,15 +445,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STATUS_FILE = "status.json"
+
+
+def write_status(input_file: str | os.PathLike, exit_code: int, message: str) -> None:
+    """Write ``status.json`` beside ``input_file``: how the run ended, for the AiiDA parser to read."""
+    path = pathlib.Path(input_file).resolve().parent / STATUS_FILE
+    try:
+        _write_json(path, {"exit_code": int(exit_code), "meaning": EXIT_CODES.get(exit_code, "?"), "message": message})
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``reactmlip-runner``; returns the exit code (see :data:`EXIT_CODES`)."""
+    """Entry point of ``reactmlip-runner``; returns the exit code (see :data:`EXIT_CODES`).
+
+    Whatever happens, ``status.json`` beside the input file records the exit code and message.
+    """
     args = build_parser().parse_args(argv)
     try:
         if args.command == "evaluate":
             run_evaluate(read_input(args.input))
     except RunnerError as exc:
         print(f"reactmlip-runner: error: {exc}", file=sys.stderr, flush=True)
+        write_status(args.input, exc.exit_code, str(exc))
         return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - any other failure is an evaluation failure, reported
+        traceback.print_exc()
+        write_status(args.input, EXIT_EVALUATION, f"{type(exc).__name__}: {exc}")
+        return EXIT_EVALUATION
+    write_status(args.input, EXIT_OK, "ok")
     return EXIT_OK
 
 

@@ -209,6 +209,9 @@ def _boxing_chgnet_calculator_class():
             atoms = atoms if atoms is not None else self.atoms
             if atoms is None or is_periodic_3d(atoms):
                 return super().calculate(atoms, properties, system_changes, task=task)
+            # the boxed stress is meaningless: skip it (about a third of CHGNet's cost); CHGNet knows
+            # no "efm" task, so magnetic moments go too for such frames
+            task = {"efsm": "ef", "efs": "ef"}.get(task, task)
             super().calculate(ensure_cell(atoms, self.vacuum), properties, system_changes, task=task)
             self.atoms = atoms.copy()  # keep ASE's caching keyed on the frame the caller gave
             self.results.pop("stress", None)

