@@ -21,7 +21,7 @@ BIN = pathlib.Path(sys.executable).parent
 
 
 def invoke(*args):
-    result = CliRunner().invoke(cmd_root, list(args), catch_exceptions=False)
+    result = CliRunner().invoke(cmd_root, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
     return result
 
 

@@ -36,7 +36,7 @@ def test_entry_point():
     assert DataFactory('reactmlip.dataset') is LabelledDatasetData
 
 
-def test_store_reload_exact(aiida_profile_clean):
+def test_store_reload_exact(aiida_profile):
     frames = make_frames()
     node = LabelledDatasetData(frames=frames).store()
     loaded = orm.load_node(node.pk)
@@ -67,7 +67,7 @@ def test_store_reload_exact(aiida_profile_clean):
         loaded.set_array('energies', np.zeros(3))
 
 
-def test_from_atoms_and_extxyz(aiida_profile_clean, tmp_path):
+def test_from_atoms_and_extxyz(aiida_profile, tmp_path):
     frames = make_frames()
     node = LabelledDatasetData.from_atoms(frames.to_atoms())
     assert node.frames.identical(frames)
@@ -79,7 +79,8 @@ def test_from_atoms_and_extxyz(aiida_profile_clean, tmp_path):
     assert orm.load_node(again.pk).frames.identical(frames)
 
 
-def test_invalid_input_sets_nothing(aiida_profile_clean, tmp_path):
+def test_invalid_input_sets_nothing(aiida_profile, tmp_path):
+    before = orm.QueryBuilder().append(LabelledDatasetData).count()
     frames = make_frames()
     frames.info[0]['energy'] = 1.0  # reserved key, invalid after construction
     with pytest.raises(ValueError, match='reserved'):
@@ -92,10 +93,10 @@ def test_invalid_input_sets_nothing(aiida_profile_clean, tmp_path):
     bad.write_text('1\nProperties=species:S:1:pos:R:3\nH 0 0\n')
     with pytest.raises(ExtxyzFormatError, match='line 3'):
         LabelledDatasetData.from_extxyz(bad)
-    assert orm.QueryBuilder().append(LabelledDatasetData).count() == 0
+    assert orm.QueryBuilder().append(LabelledDatasetData).count() == before
 
 
-def test_store_time_validation(aiida_profile_clean):
+def test_store_time_validation(aiida_profile):
     node = LabelledDatasetData(frames=make_frames())
     node.set_array('energies', np.zeros(2))  # tampering before store
     with pytest.raises(ValidationError, match='energies must have shape'):

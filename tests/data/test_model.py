@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import uuid
 
 import pytest
 from aiida import orm
@@ -16,8 +17,9 @@ CONTENT = b'\x00fake model weights\x01' * 100
 
 @pytest.fixture
 def model_file(tmp_path):
+    """A model file whose content is unique to the test (the session's profile is shared)."""
     path = tmp_path / 'chgnet-0.3.0.pt'
-    path.write_bytes(CONTENT)
+    path.write_bytes(CONTENT + uuid.uuid4().bytes)
     return path
 
 
@@ -34,11 +36,12 @@ def test_entry_point():
     assert DataFactory('reactmlip.model') is MlipModelData
 
 
-def test_attributes_and_sha256(aiida_profile_clean, model_file):
+def test_attributes_and_sha256(aiida_profile, model_file):
     node = make(model_file, dtype='float32').store()
     loaded = orm.load_node(node.pk)
-    assert loaded.sha256 == hashlib.sha256(CONTENT).hexdigest()
-    assert loaded.get_content(mode='rb') == CONTENT
+    content = model_file.read_bytes()
+    assert loaded.sha256 == hashlib.sha256(content).hexdigest()
+    assert loaded.get_content(mode='rb') == content
     assert loaded.filename == 'chgnet-0.3.0.pt'
     assert loaded.family == 'chgnet' and loaded.model_name == 'chgnet-0.3.0' and loaded.version == '0.3.0'
     assert loaded.elements == ['Cu', 'H', 'O']
@@ -46,38 +49,40 @@ def test_attributes_and_sha256(aiida_profile_clean, model_file):
     assert loaded.base_model_uuid is None and loaded.training_dataset_uuid is None
 
 
-def test_from_stream_and_relative_path(aiida_profile_clean, model_file, monkeypatch):
-    node = make(io.BytesIO(CONTENT), filename='model.pt')
-    assert node.sha256 == hashlib.sha256(CONTENT).hexdigest() and node.filename == 'model.pt'
+def test_from_stream_and_relative_path(aiida_profile, model_file, monkeypatch):
+    content = model_file.read_bytes()
+    node = make(io.BytesIO(content), filename='model.pt')
+    assert node.sha256 == hashlib.sha256(content).hexdigest() and node.filename == 'model.pt'
     monkeypatch.chdir(model_file.parent)
     assert make(model_file.name).sha256 == node.sha256
 
 
-def test_get_or_create_finds_existing(aiida_profile_clean, model_file, tmp_path):
+def test_get_or_create_finds_existing(aiida_profile, model_file, tmp_path):
+    before = orm.QueryBuilder().append(MlipModelData).count()
     first, created = MlipModelData.get_or_create(
         model_file, family='chgnet', model_name='chgnet-0.3.0', elements=['Cu', 'O']
     )
     assert created and first.is_stored
     copy = tmp_path / 'copy_of_model.pt'
-    copy.write_bytes(CONTENT)
+    copy.write_bytes(model_file.read_bytes())
     second, created = MlipModelData.get_or_create(copy, family='CHGNet', model_name='other', elements=['Cu'])
     assert not created and second.pk == first.pk
     stream, created = MlipModelData.get_or_create(
-        io.BytesIO(CONTENT), family='chgnet', model_name='x', elements=['Cu']
+        io.BytesIO(model_file.read_bytes()), family='chgnet', model_name='x', elements=['Cu']
     )
     assert not created and stream.pk == first.pk
     other_family, created = MlipModelData.get_or_create(
         model_file, family='mace', model_name='mace-x', elements=['Cu']
     )
     assert created and other_family.pk != first.pk
-    assert orm.QueryBuilder().append(MlipModelData).count() == 2
+    assert orm.QueryBuilder().append(MlipModelData).count() == before + 2
     unstored, created = MlipModelData.get_or_create(
-        io.BytesIO(b'other'), family='chgnet', model_name='y', elements=['Cu'], store=False
+        io.BytesIO(uuid.uuid4().bytes), family='chgnet', model_name='y', elements=['Cu'], store=False
     )
     assert created and not unstored.is_stored
 
 
-def test_covers_and_check_elements(aiida_profile_clean, model_file):
+def test_covers_and_check_elements(aiida_profile, model_file):
     node = make(model_file)
     assert node.covers(['Cu', 'O']) == []
     assert node.covers(['Pt', 'Cu', 'Pt', 'N']) == ['Pt', 'N']
@@ -95,7 +100,7 @@ def test_covers_and_check_elements(aiida_profile_clean, model_file):
         node.check_elements(dataset)
 
 
-def test_provenance_uuids(aiida_profile_clean, model_file):
+def test_provenance_uuids(aiida_profile, model_file):
     base = make(model_file).store()
     dataset = LabelledDatasetData.from_atoms([molecule('H2O')]).store()
     tuned = make(
@@ -117,11 +122,11 @@ def test_provenance_uuids(aiida_profile_clean, model_file):
         ({'version': 3}, 'version'),
     ],
 )
-def test_invalid_metadata(aiida_profile_clean, model_file, kwargs, message):
+def test_invalid_metadata(aiida_profile, model_file, kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make(model_file, **kwargs)
 
 
-def test_missing_file(aiida_profile_clean, tmp_path):
+def test_missing_file(aiida_profile, tmp_path):
     with pytest.raises(ValueError, match='does not exist'):
         make(tmp_path / 'nope.pt')

@@ -1,0 +1,74 @@
+"""``python -m benchmarks [--list] [NAME ...] [--frames N]``: run benchmarks, print tables, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+
+from . import BENCHMARKS, load
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="aiida-reactmlip performance benchmarks (measurements, not pass/fail tests). "
+        "Without NAME, every benchmark runs with its default size.",
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmark(s) to run: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--frames", "-n", type=int, default=None, help="number of frames (default: per benchmark)")
+    parser.add_argument("--models", default=None,
+                        help="evaluate only: comma-separated registry models (default chgnet-0.3.0,sevennet-0)")
+    parser.add_argument("--repeat", type=int, default=None, help="frames_io only: runs per step (default 3)")
+    parser.add_argument("--results-dir", default=None, help="where to write <name>.json (default benchmarks/results)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    from ._common import write_result
+
+    console = Console()
+    if args.list:
+        for name in BENCHMARKS:
+            module = load(name)
+            console.print(f"[bold]{name}[/]  (default {module.DEFAULT_FRAMES} frames): {module.DESCRIPTION}")
+        return 0
+    names = args.names or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        console.print(f"[red]unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}[/]")
+        return 2
+    if args.frames is not None and args.frames < 1:
+        console.print("[red]--frames must be >= 1[/]")
+        return 2
+
+    options = {"frames": args.frames, "repeat": args.repeat,
+               "models": [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None}
+    status = 0
+    for name in names:
+        module = load(name)
+        console.rule(f"[bold]{name}[/]: {module.DESCRIPTION}")
+        start = time.perf_counter()
+        try:
+            result = module.run(console=console, **options)
+        except Exception:  # noqa: BLE001 - report and go on with the next benchmark
+            console.print(f"[bold red]benchmark {name} failed:[/]\n{traceback.format_exc()}")
+            status = 1
+            continue
+        result["benchmark_wall_seconds"] = time.perf_counter() - start
+        module.render(result, console)
+        path = write_result(name, result, args.results_dir)
+        console.print(f"{name}: {result['benchmark_wall_seconds']:.0f} s; results written to {path}")
+        if not result.get("ok", True):
+            console.print(f"[bold red]{name}: the measured paths disagree or a round trip failed: see above[/]")
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""Benchmark ``evaluate``: the ``reactmlip.evaluate`` CalcJob versus a plain ASE calculator loop.
+
+For each model (CHGNet 0.3.0, SevenNet-0) on the same F rattled frames of a Cu(111)+O slab:
+
+- **CalcJob path**: ``LabelledDatasetData.from_atoms(frames).store()`` then
+  ``run_get_node(EvaluateCalculation, code=runner, model=..., dataset=...)`` on localhost
+  (``core.local`` + ``core.direct``, a throw-away SQLite profile without broker). The runner is a
+  separate process: it pays interpreter start, imports and model load on every job.
+- **Loop path**: in this process, ``load_calculator(family, file)`` then for each frame
+  ``atoms.calc = calc; atoms.get_potential_energy(); atoms.get_forces(); atoms.get_stress()``
+  (the runner computes stress for 3D-periodic frames too; both models produce it in the same
+  forward pass, so asking for it costs nothing extra).
+
+Reported: both wall times, model load times, ``ratio_eval`` (loop evaluation s / runner
+``evaluation_seconds``) and ``ratio_total`` (loop load + evaluation / CalcJob path incl. the dataset
+node), the AiiDA overhead per frame ((CalcJob path - runner model load - runner evaluation) / F)
+with a breakdown, and the largest difference between the two paths' predictions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from typing import Any
+
+import numpy as np
+
+from ._common import fmt_ms, fmt_s, machine_info, temporary_profile, timed
+
+NAME = "evaluate"
+DESCRIPTION = "reactmlip.evaluate CalcJob vs a plain ASE calculator loop (CHGNet 0.3.0, SevenNet-0)"
+DEFAULT_FRAMES = 100
+MODELS = ("chgnet-0.3.0", "sevennet-0")
+SEED = 20261124
+RATTLE_STDEV = 0.05  # Angstrom
+
+#: Agreement the two paths must reach (float32 models; thread scheduling may reorder sums).
+TOLERANCE = {"energy_eV": 1e-4, "forces_eV_per_A": 1e-4, "stress_eV_per_A3": 1e-5}
+
+
+# ------------------------------------------------------------------------------------ frames
+
+
+def build_frames(n_frames: int, seed: int = SEED, stdev: float = RATTLE_STDEV) -> list:
+    """``n_frames`` copies of a 37-atom Cu(111) 3x3x4 slab with O on an fcc site, each rattled (Gaussian)."""
+    from ase.build import add_adsorbate, fcc111
+
+    slab = fcc111("Cu", size=(3, 3, 4), vacuum=7.0)
+    add_adsorbate(slab, "O", height=1.2, position="fcc")
+    slab.pbc = True  # a slab in a periodic box with vacuum, as plane-wave DFT labels it
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n_frames):
+        atoms = slab.copy()
+        atoms.positions = atoms.positions + rng.normal(0.0, stdev, size=atoms.positions.shape)
+        frames.append(atoms)
+    return frames
+
+
+# ------------------------------------------------------------------------------ the two paths
+
+
+def _quiet():
+    """Swallow what model packages print on load (``CHGNet v0.3.0 initialized ...``)."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
+    """Dataset node + ``reactmlip.evaluate`` CalcJob; wall times of every step and the predictions."""
+    from aiida.engine import run_get_node
+
+    from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
+    from aiida_reactmlip.data.dataset import LabelledDatasetData
+
+    from ._instrument import instrument_calcjob
+
+    times: dict[str, float] = {}
+    with timed(times, "dataset_create"):
+        dataset = LabelledDatasetData.from_atoms(frames)
+    with timed(times, "dataset_store"):
+        dataset.store()
+
+    with instrument_calcjob() as steps:
+        start = time.perf_counter()
+        _, node = run_get_node(EvaluateCalculation, code=code, model=model_node, dataset=dataset)
+        end = time.perf_counter()
+    times["run_get_node"] = end - start
+
+    if not node.is_finished_ok:
+        log = ""
+        with contextlib.suppress(Exception):
+            log = node.outputs.retrieved.base.repository.get_object_content("runner.log")[-3000:]
+        raise RuntimeError(
+            f"EvaluateCalculation pk {node.pk} failed: exit {node.exit_status} {node.exit_message}\n{log}"
+        )
+
+    timing = node.outputs.timing.get_dict()
+    predictions = node.outputs.predictions
+    # the job: from the end of the submission to the start of the retrieval (runner process + poll latency)
+    submit_end, retrieve_start = steps.last_end("submit"), steps.first_start("retrieve")
+    job_seconds = retrieve_start - submit_end if submit_end and retrieve_start else float("nan")
+    presubmit_start = steps.first_start("presubmit")
+    runner_wall = float(timing["wall_seconds"])
+    runner_load = float(timing["model_load_seconds"])
+    runner_eval = float(timing["evaluation_seconds"])
+    breakdown = {
+        "dataset_create": times["dataset_create"],
+        "dataset_store": times["dataset_store"],
+        "process_setup": (presubmit_start - start) if presubmit_start else float("nan"),
+        "presubmit": steps.total("presubmit"),
+        "upload": steps.total("upload"),
+        "submit": steps.total("submit"),
+        "runner_startup_and_poll": job_seconds - runner_wall,
+        "runner_model_load": runner_load,
+        "runner_evaluation": runner_eval,
+        "runner_io": runner_wall - runner_load - runner_eval,
+        "retrieve": steps.total("retrieve"),
+        "parse": steps.total("parse"),
+        "store_outputs": steps.total("store_outputs"),
+    }
+    total = times["dataset_create"] + times["dataset_store"] + times["run_get_node"]
+    breakdown["other"] = total - sum(v for v in breakdown.values() if np.isfinite(v))
+    return {
+        "pk": node.pk,
+        "dataset_pk": dataset.pk,
+        "total_seconds": total,
+        "run_get_node_seconds": times["run_get_node"],
+        "job_seconds": job_seconds,
+        "timing": timing,
+        "breakdown": breakdown,
+        "energies": np.asarray(predictions.get_array("energies")),
+        "forces": np.asarray(predictions.get_array("forces")),
+        "stress": np.asarray(predictions.get_array("stress")),
+    }
+
+
+def run_loop(frames: list, family: str, model_name: str, threads: int | None) -> dict[str, Any]:
+    """``load_calculator`` then the plain ASE loop in this process; wall times and predictions."""
+    import torch
+
+    from aiida_reactmlip.models import load_calculator, locate_model_file
+    from aiida_reactmlip.models import loading as _loading
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    # ensure_registry_models() built this model in-process to describe it and left it in the loader's
+    # one-slot hand-off cache; drop it so that the loop pays for a real load, as a user script would.
+    getattr(_loading, "_HANDOFF", {}).clear()
+
+    path = locate_model_file(model_name)
+    start = time.perf_counter()
+    with _quiet():
+        calc = load_calculator(family, path)
+    load_seconds = time.perf_counter() - start
+
+    energies = np.empty(len(frames))
+    forces, stress = [], np.empty((len(frames), 6))
+    start = time.perf_counter()
+    for i, atoms in enumerate(frames):
+        atoms.calc = calc
+        energies[i] = atoms.get_potential_energy()
+        forces.append(atoms.get_forces())
+        stress[i] = atoms.get_stress(voigt=True)
+    eval_seconds = time.perf_counter() - start
+    for atoms in frames:
+        atoms.calc = None
+    return {
+        "model_load_seconds": load_seconds,
+        "evaluation_seconds": eval_seconds,
+        "torch_threads": torch.get_num_threads(),
+        "energies": energies,
+        "forces": np.concatenate(forces),
+        "stress": stress,
+    }
+
+
+def compare(calcjob: dict, loop: dict) -> dict[str, Any]:
+    """Largest absolute differences between the two paths (NaN-aware for stress)."""
+
+    def maxdiff(a, b) -> float:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        if a.shape != b.shape:
+            return float("inf")
+        both_nan = np.isnan(a) & np.isnan(b)
+        if np.any(np.isnan(a) ^ np.isnan(b)):
+            return float("inf")
+        return float(np.max(np.abs(np.where(both_nan, 0.0, a - b)), initial=0.0))
+
+    diff = {
+        "energy_eV": maxdiff(calcjob["energies"], loop["energies"]),
+        "forces_eV_per_A": maxdiff(calcjob["forces"], loop["forces"]),
+        "stress_eV_per_A3": maxdiff(calcjob["stress"], loop["stress"]),
+    }
+    diff["agree"] = all(diff[key] <= tol for key, tol in TOLERANCE.items())
+    return diff
+
+
+# ---------------------------------------------------------------------------------- run + show
+
+
+def run(frames: int | None = None, models: list[str] | None = None, console=None, **_: Any) -> dict[str, Any]:
+    n_frames = int(frames or DEFAULT_FRAMES)
+    models = list(models or MODELS)
+    log = console.log if console is not None else print
+    info = machine_info()
+    temporary_profile()
+
+    from aiida_reactmlip import provision
+    from aiida_reactmlip.models import get_model_spec
+
+    computer = provision.ensure_localhost()
+    # only the runner is needed here (ensure_codes would also require pw.x and neb.x)
+    code = provision.ensure_installed_code(
+        provision.RUNNER_CODE_LABEL, provision.runner_executable(), "reactmlip.evaluate", computer,
+        "aiida-reactmlip MLIP runner",
+    )
+    with _quiet():
+        model_nodes = provision.ensure_registry_models(models)
+
+    images = build_frames(n_frames)
+    n_atoms = len(images[0])
+    log(f"evaluate: {n_frames} frames x {n_atoms} atoms (Cu(111) 3x3x4 + O fcc, rattle {RATTLE_STDEV} A)")
+
+    per_model = {}
+    for name in models:
+        family = get_model_spec(name).family
+        log(f"evaluate: {name}: CalcJob path ...")
+        calcjob = run_calcjob(images, code, model_nodes[name])
+        log(
+            f"evaluate: {name}: CalcJob path {calcjob['total_seconds']:.1f} s "
+            f"(runner evaluation {calcjob['timing']['evaluation_seconds']:.1f} s); plain loop ..."
+        )
+        loop = run_loop(images, family, name, calcjob["timing"].get("torch_threads"))
+        log(f"evaluate: {name}: plain loop {loop['model_load_seconds'] + loop['evaluation_seconds']:.1f} s")
+        diff = compare(calcjob, loop)
+
+        runner_load = float(calcjob["timing"]["model_load_seconds"])
+        runner_eval = float(calcjob["timing"]["evaluation_seconds"])
+        loop_total = loop["model_load_seconds"] + loop["evaluation_seconds"]
+        overhead = calcjob["total_seconds"] - runner_load - runner_eval
+        per_model[name] = {
+            "family": family,
+            "calcjob": {
+                "total_seconds": calcjob["total_seconds"],
+                "run_get_node_seconds": calcjob["run_get_node_seconds"],
+                "job_seconds": calcjob["job_seconds"],
+                "model_load_seconds": runner_load,
+                "evaluation_seconds": runner_eval,
+                "seconds_per_frame": runner_eval / n_frames,
+                "mode": calcjob["timing"].get("mode"),
+                "torch_threads": calcjob["timing"].get("torch_threads"),
+                "node_pk": calcjob["pk"],
+            },
+            "loop": {
+                "total_seconds": loop_total,
+                "model_load_seconds": loop["model_load_seconds"],
+                "evaluation_seconds": loop["evaluation_seconds"],
+                "seconds_per_frame": loop["evaluation_seconds"] / n_frames,
+                "torch_threads": loop["torch_threads"],
+            },
+            "ratio_total": loop_total / calcjob["total_seconds"],
+            "ratio_eval": loop["evaluation_seconds"] / runner_eval,
+            "aiida_overhead_seconds": overhead,
+            "aiida_overhead_per_frame_seconds": overhead / n_frames,
+            "aiida_overhead_incl_model_load_per_frame_seconds": (overhead + runner_load) / n_frames,
+            "breakdown_seconds": calcjob["breakdown"],
+            "max_abs_diff": diff,
+        }
+    return {
+        "benchmark": NAME,
+        "description": DESCRIPTION,
+        "machine": info,
+        "parameters": {
+            "n_frames": n_frames,
+            "n_atoms_per_frame": n_atoms,
+            "system": "Cu(111) fcc111('Cu', (3,3,4), vacuum=7) + O (fcc site, 1.2 A), pbc=True",
+            "rattle_stdev_A": RATTLE_STDEV,
+            "seed": SEED,
+            "models": models,
+            "tolerance": TOLERANCE,
+            "computer": "localhost (core.local, core.direct), profile core.sqlite_dos without broker",
+        },
+        "results": per_model,
+        "ok": all(r["max_abs_diff"]["agree"] for r in per_model.values()),
+    }
+
+
+BREAKDOWN_LABELS = {
+    "dataset_create": "dataset node creation (from_atoms)",
+    "dataset_store": "dataset node store",
+    "process_setup": "process set-up (validate, store CalcJobNode)",
+    "presubmit": "prepare_for_submission (write extxyz, input.json)",
+    "upload": "upload to scratch (incl. model file copy)",
+    "submit": "submit (core.direct)",
+    "runner_startup_and_poll": "runner start-up (python, imports) + poll latency",
+    "runner_model_load": "runner: model load",
+    "runner_evaluation": "runner: evaluation",
+    "runner_io": "runner: read frames, write outputs",
+    "retrieve": "retrieve (+ store retrieved folder)",
+    "parse": "parse (predictions -> ArrayData)",
+    "store_outputs": "store output nodes",
+    "other": "other (engine, state changes)",
+}
+
+
+def render(result: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    params = result["parameters"]
+    n = params["n_frames"]
+    title = (
+        f"evaluate: {n} frames x {params['n_atoms_per_frame']} atoms, "
+        f"{result['machine']['cpu_count']} CPU cores, CPU only"
+    )
+    main = Table(title=title, title_justify="left")
+    main.add_column("model")
+    main.add_column("path")
+    for column in ("total s", "model load s", "evaluation s", "ms/frame (eval)"):
+        main.add_column(column, justify="right")
+    for name, r in result["results"].items():
+        c, lp = r["calcjob"], r["loop"]
+        main.add_row(name, "CalcJob", fmt_s(c["total_seconds"]), fmt_s(c["model_load_seconds"]),
+                     fmt_s(c["evaluation_seconds"]), fmt_ms(c["seconds_per_frame"]))
+        main.add_row("", "plain loop", fmt_s(lp["total_seconds"]), fmt_s(lp["model_load_seconds"]),
+                     fmt_s(lp["evaluation_seconds"]), fmt_ms(lp["seconds_per_frame"]), end_section=True)
+    console.print(main)
+
+    summary = Table(title="loop / CalcJob (>1: the CalcJob path is faster); AiiDA overhead", title_justify="left")
+    summary.add_column("model")
+    for column in ("ratio total", "ratio eval", "overhead s", "overhead ms/frame",
+                   "max |dE| eV", "max |dF| eV/A", "max |dS| eV/A^3", "agree"):
+        summary.add_column(column, justify="right")
+    for name, r in result["results"].items():
+        d = r["max_abs_diff"]
+        summary.add_row(
+            name, f"{r['ratio_total']:.2f}", f"{r['ratio_eval']:.2f}", fmt_s(r["aiida_overhead_seconds"]),
+            fmt_ms(r["aiida_overhead_per_frame_seconds"]), f"{d['energy_eV']:.1e}", f"{d['forces_eV_per_A']:.1e}",
+            f"{d['stress_eV_per_A3']:.1e}", "yes" if d["agree"] else "[bold red]NO[/]",
+        )
+    console.print(summary)
+
+    breakdown = Table(title="CalcJob path, where the time goes (s; ms/frame)", title_justify="left")
+    breakdown.add_column("step")
+    names = list(result["results"])
+    for name in names:
+        breakdown.add_column(f"{name} s", justify="right")
+        breakdown.add_column("ms/frame", justify="right")
+    for key, label in BREAKDOWN_LABELS.items():
+        row = [label]
+        for name in names:
+            value = result["results"][name]["breakdown_seconds"].get(key, float("nan"))
+            row += [fmt_s(value), fmt_ms(value / n)]
+        breakdown.add_row(*row, end_section=key in ("dataset_store", "runner_io"))
+    row = ["total (CalcJob path)"]
+    for name in names:
+        total = result["results"][name]["calcjob"]["total_seconds"]
+        row += [fmt_s(total), fmt_ms(total / n)]
+    breakdown.add_row(*row, style="bold")
+    console.print(breakdown)

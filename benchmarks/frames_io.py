@@ -1,0 +1,148 @@
+"""Benchmark ``frames_io``: the exact extxyz writer/reader and ``LabelledDatasetData`` store/load.
+
+F labelled frames (default 2000) of 40 atoms (Cu(111) 2x5x4 slab, rattled; energy, forces and stress
+labels, a ``source_uuid`` per frame), timed ``repeat`` times each (min and median reported):
+
+- ``Frames.from_atoms`` (ASE Atoms -> concatenated arrays) and ``Frames.to_atoms``
+- ``write_extxyz`` to a file and ``read_extxyz`` back (checked identical, bit for bit)
+- ``LabelledDatasetData(frames)`` (validation + arrays), ``.store()`` into a throw-away SQLite profile,
+  and loading it again: ``load_node(pk).frames`` (checked identical)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ._common import fmt_ms, fmt_s, machine_info, repeat_timed, summarize, temporary_profile
+
+NAME = "frames_io"
+DESCRIPTION = "exact extxyz write/read and LabelledDatasetData store/load (2000 frames x 40 atoms)"
+DEFAULT_FRAMES = 2000
+DEFAULT_REPEAT = 3
+SEED = 7
+
+
+def build_frames(n_frames: int, seed: int = SEED) -> list:
+    """Labelled 40-atom slab frames (SinglePointCalculator with energy, forces, stress)."""
+    from ase.build import fcc111
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    slab = fcc111("Cu", size=(2, 5, 4), vacuum=7.0)
+    slab.pbc = True
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n_frames):
+        atoms = slab.copy()
+        atoms.positions = atoms.positions + rng.normal(0.0, 0.05, size=atoms.positions.shape)
+        atoms.info["source_uuid"] = f"{int(rng.integers(0, 2**63)):016x}-{i:06d}"
+        atoms.calc = SinglePointCalculator(
+            atoms,
+            energy=float(-150.0 + rng.normal()),
+            forces=rng.normal(0.0, 0.5, size=(len(atoms), 3)),
+            stress=rng.normal(0.0, 1e-3, size=6),
+        )
+        images.append(atoms)
+    return images
+
+
+def run(frames: int | None = None, repeat: int | None = None, console=None, **_: Any) -> dict[str, Any]:
+    n_frames = int(frames or DEFAULT_FRAMES)
+    repeat = int(repeat or DEFAULT_REPEAT)
+    log = console.log if console is not None else print
+    info = machine_info()
+    temporary_profile()
+
+    from aiida import orm
+
+    from aiida_reactmlip.data.dataset import LabelledDatasetData
+    from aiida_reactmlip.frames import Frames, read_extxyz, write_extxyz
+
+    images = build_frames(n_frames)
+    n_atoms = len(images[0])
+    log(f"frames_io: {n_frames} frames x {n_atoms} atoms, {repeat} runs each")
+
+    steps: dict[str, dict[str, Any]] = {}
+
+    seconds, frames = repeat_timed(lambda: Frames.from_atoms(images), repeat)
+    steps["Frames.from_atoms"] = summarize(seconds)
+    seconds, _ = repeat_timed(frames.to_atoms, repeat)
+    steps["Frames.to_atoms"] = summarize(seconds)
+
+    with tempfile.TemporaryDirectory(prefix="reactmlip-bench-") as tmp:
+        path = os.path.join(tmp, "frames.extxyz")
+        seconds, _ = repeat_timed(lambda: write_extxyz(frames, path), repeat)
+        steps["write_extxyz"] = summarize(seconds)
+        size_bytes = os.path.getsize(path)
+        seconds, back = repeat_timed(lambda: read_extxyz(path), repeat)
+        steps["read_extxyz"] = summarize(seconds)
+    extxyz_identical = bool(back.identical(frames))
+
+    seconds, _ = repeat_timed(lambda: LabelledDatasetData(frames=frames), repeat)
+    steps["LabelledDatasetData(frames)"] = summarize(seconds)
+
+    nodes = [LabelledDatasetData(frames=frames) for _ in range(repeat)]
+    iterator = iter(nodes)
+    seconds, _ = repeat_timed(lambda: next(iterator).store(), repeat)
+    steps["LabelledDatasetData.store"] = summarize(seconds)
+
+    pk = nodes[-1].pk
+    seconds, loaded = repeat_timed(lambda: orm.load_node(pk).frames, repeat)
+    steps["load_node(pk).frames"] = summarize(seconds)
+    node_identical = bool(loaded.identical(frames))
+    repository_bytes = sum(
+        len(nodes[-1].base.repository.get_object_content(name, mode="rb"))
+        for name in nodes[-1].base.repository.list_object_names()
+    )
+
+    for step in steps.values():
+        step["frames_per_s"] = n_frames / step["min_s"] if step["min_s"] > 0 else float("inf")
+
+    return {
+        "benchmark": NAME,
+        "description": DESCRIPTION,
+        "machine": info,
+        "parameters": {
+            "n_frames": n_frames,
+            "n_atoms_per_frame": n_atoms,
+            "repeat": repeat,
+            "labels": "energy, forces, stress; info source_uuid",
+        },
+        "results": {
+            "steps": steps,
+            "extxyz_file_bytes": size_bytes,
+            "node_repository_bytes": repository_bytes,
+            "extxyz_roundtrip_identical": extxyz_identical,
+            "node_roundtrip_identical": node_identical,
+        },
+        "ok": extxyz_identical and node_identical,
+    }
+
+
+def render(result: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    params, res = result["parameters"], result["results"]
+    n = params["n_frames"]
+    table = Table(
+        title=(
+            f"frames_io: {n} frames x {params['n_atoms_per_frame']} atoms, best/median of {params['repeat']}, "
+            f"{result['machine']['cpu_count']} CPU cores"
+        ),
+        title_justify="left",
+    )
+    table.add_column("step")
+    for column in ("min s", "median s", "ms/frame (min)", "frames/s"):
+        table.add_column(column, justify="right")
+    for step, s in res["steps"].items():
+        table.add_row(step, fmt_s(s["min_s"], 3), fmt_s(s["median_s"], 3), f"{1000 * s['min_s'] / n:.3f}",
+                      f"{s['frames_per_s']:,.0f}")
+    console.print(table)
+    console.print(
+        f"extxyz file {res['extxyz_file_bytes'] / 1e6:.1f} MB, node repository {res['node_repository_bytes'] / 1e6:.1f} MB; "
+        f"round trips identical: extxyz {'yes' if res['extxyz_roundtrip_identical'] else '[bold red]NO[/]'}, "
+        f"node {'yes' if res['node_roundtrip_identical'] else '[bold red]NO[/]'}"
+    )
