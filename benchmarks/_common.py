@@ -54,9 +54,13 @@ def temporary_profile() -> str:
     os.environ["AIIDA_PATH"] = path
     _TEMP_AIIDA_PATH = path
 
-    from aiida_reactmlip import provision
+    import warnings
 
-    provision.ensure_profile(PROFILE_NAME)
+    with warnings.catch_warnings():  # "Creating AiiDA configuration folder ...": expected, it is ours
+        warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder")
+        from aiida_reactmlip import provision
+
+        provision.ensure_profile(PROFILE_NAME)
     return path
 
 
@@ -105,6 +109,29 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_busy_fraction(interval: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy (system-wide, from /proc/stat) over ``interval`` seconds; None if unknown.
+
+    Sampled while this process idles: anything well above 0 is other work competing for the cores
+    (on a 2-core machine a busy neighbour makes every timing here slower and noisier).
+    """
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return 1.0 - (idle1 - idle0) / (total1 - total0)
+
+
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -126,6 +153,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": list(load) if load else None,
+        "cpu_busy_fraction_at_start": cpu_busy_fraction(),
         "accelerator": "none (CPU only)",
         "versions": versions,
     }

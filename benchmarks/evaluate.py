@@ -6,15 +6,17 @@ For each model (CHGNet 0.3.0, SevenNet-0) on the same F rattled frames of a Cu(1
   ``run_get_node(EvaluateCalculation, code=runner, model=..., dataset=...)`` on localhost
   (``core.local`` + ``core.direct``, a throw-away SQLite profile without broker). The runner is a
   separate process: it pays interpreter start, imports and model load on every job.
-- **Loop path**: in this process, ``load_calculator(family, file)`` then for each frame
+- **Loop path**: a fresh Python process (``benchmarks._loop``, no AiiDA) that imports,
+  ``load_calculator(family, file)``, then for each frame
   ``atoms.calc = calc; atoms.get_potential_energy(); atoms.get_forces(); atoms.get_stress()``
   (the runner computes stress for 3D-periodic frames too; both models produce it in the same
-  forward pass, so asking for it costs nothing extra).
+  forward pass, so asking for it costs nothing extra). A fresh process because this one has already
+  imported the model packages and built the models while provisioning their nodes.
 
 Reported: both wall times, model load times, ``ratio_eval`` (loop evaluation s / runner
-``evaluation_seconds``) and ``ratio_total`` (loop load + evaluation / CalcJob path incl. the dataset
+``evaluation_seconds``) and ``ratio_total`` (loop process wall / CalcJob path incl. the dataset
 node), the AiiDA overhead per frame ((CalcJob path - runner model load - runner evaluation) / F)
-with a breakdown, and the largest difference between the two paths' predictions.
+with a breakdown of where it goes, and the largest difference between the two paths' predictions.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import fmt_ms, fmt_s, machine_info, temporary_profile, timed
+from ._common import cpu_busy_fraction, fmt_ms, fmt_s, machine_info, temporary_profile, timed
 
 NAME = "evaluate"
 DESCRIPTION = "reactmlip.evaluate CalcJob vs a plain ASE calculator loop (CHGNet 0.3.0, SevenNet-0)"
@@ -64,6 +66,10 @@ def build_frames(n_frames: int, seed: int = SEED, stdev: float = RATTLE_STDEV) -
 def _quiet():
     """Swallow what model packages print on load (``CHGNet v0.3.0 initialized ...``)."""
     return contextlib.redirect_stdout(io.StringIO())
+
+
+def _pct(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
 
 
 def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
@@ -136,43 +142,39 @@ def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
 
 
 def run_loop(frames: list, family: str, model_name: str, threads: int | None) -> dict[str, Any]:
-    """``load_calculator`` then the plain ASE loop in this process; wall times and predictions."""
-    import torch
+    """The plain ASE loop in a fresh process (``benchmarks._loop``); wall times and predictions."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    import tempfile
 
-    from aiida_reactmlip.models import load_calculator, locate_model_file
-    from aiida_reactmlip.models import loading as _loading
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    # ensure_registry_models() built this model in-process to describe it and left it in the loader's
-    # one-slot hand-off cache; drop it so that the loop pays for a real load, as a user script would.
-    getattr(_loading, "_HANDOFF", {}).clear()
-
-    path = locate_model_file(model_name)
-    start = time.perf_counter()
-    with _quiet():
-        calc = load_calculator(family, path)
-    load_seconds = time.perf_counter() - start
-
-    energies = np.empty(len(frames))
-    forces, stress = [], np.empty((len(frames), 6))
-    start = time.perf_counter()
-    for i, atoms in enumerate(frames):
-        atoms.calc = calc
-        energies[i] = atoms.get_potential_energy()
-        forces.append(atoms.get_forces())
-        stress[i] = atoms.get_stress(voigt=True)
-    eval_seconds = time.perf_counter() - start
-    for atoms in frames:
-        atoms.calc = None
-    return {
-        "model_load_seconds": load_seconds,
-        "evaluation_seconds": eval_seconds,
-        "torch_threads": torch.get_num_threads(),
-        "energies": energies,
-        "forces": np.concatenate(forces),
-        "stress": stress,
-    }
+    with tempfile.TemporaryDirectory(prefix="reactmlip-bench-loop-") as tmp:
+        frames_file, output = os.path.join(tmp, "frames.npz"), os.path.join(tmp, "out.npz")
+        np.savez(
+            frames_file,
+            numbers=np.array([a.numbers for a in frames]),
+            positions=np.array([a.positions for a in frames]),
+            cells=np.array([np.asarray(a.cell[:]) for a in frames]),
+            pbc=np.array([a.pbc for a in frames]),
+        )
+        command = [sys.executable, "-m", "benchmarks._loop", "--frames", frames_file, "--family", family,
+                   "--model", model_name, "--output", output]
+        if threads:
+            command += ["--threads", str(int(threads))]
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=pathlib.Path(__file__).resolve().parent.parent,
+                              capture_output=True, text=True, check=False)
+        process_seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"plain loop for {model_name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        with np.load(output) as out:
+            result = {key: np.asarray(out[key]) for key in out.files}
+    for key in ("imports_seconds", "model_load_seconds", "evaluation_seconds"):
+        result[key] = float(result[key])
+    result["torch_threads"] = int(result["torch_threads"])
+    result["process_seconds"] = process_seconds
+    return result
 
 
 def compare(calcjob: dict, loop: dict) -> dict[str, Any]:
@@ -225,20 +227,23 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
     per_model = {}
     for name in models:
         family = get_model_spec(name).family
-        log(f"evaluate: {name}: CalcJob path ...")
+        busy = {"before_calcjob": cpu_busy_fraction()}
+        log(f"evaluate: {name}: CalcJob path ... (CPU busy before: {_pct(busy['before_calcjob'])})")
         calcjob = run_calcjob(images, code, model_nodes[name])
         log(
             f"evaluate: {name}: CalcJob path {calcjob['total_seconds']:.1f} s "
             f"(runner evaluation {calcjob['timing']['evaluation_seconds']:.1f} s); plain loop ..."
         )
+        busy["before_loop"] = cpu_busy_fraction()
         loop = run_loop(images, family, name, calcjob["timing"].get("torch_threads"))
-        log(f"evaluate: {name}: plain loop {loop['model_load_seconds'] + loop['evaluation_seconds']:.1f} s")
+        log(f"evaluate: {name}: plain loop {loop['process_seconds']:.1f} s "
+            f"(evaluation {loop['evaluation_seconds']:.1f} s)")
         diff = compare(calcjob, loop)
 
         runner_load = float(calcjob["timing"]["model_load_seconds"])
         runner_eval = float(calcjob["timing"]["evaluation_seconds"])
-        loop_total = loop["model_load_seconds"] + loop["evaluation_seconds"]
         overhead = calcjob["total_seconds"] - runner_load - runner_eval
+        loop_other = loop["process_seconds"] - loop["model_load_seconds"] - loop["evaluation_seconds"]
         per_model[name] = {
             "family": family,
             "calcjob": {
@@ -247,24 +252,32 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
                 "job_seconds": calcjob["job_seconds"],
                 "model_load_seconds": runner_load,
                 "evaluation_seconds": runner_eval,
+                "other_seconds": overhead,
                 "seconds_per_frame": runner_eval / n_frames,
                 "mode": calcjob["timing"].get("mode"),
                 "torch_threads": calcjob["timing"].get("torch_threads"),
                 "node_pk": calcjob["pk"],
             },
             "loop": {
-                "total_seconds": loop_total,
+                "total_seconds": loop["process_seconds"],
+                "imports_seconds": loop["imports_seconds"],
                 "model_load_seconds": loop["model_load_seconds"],
                 "evaluation_seconds": loop["evaluation_seconds"],
+                "other_seconds": loop_other,
                 "seconds_per_frame": loop["evaluation_seconds"] / n_frames,
                 "torch_threads": loop["torch_threads"],
             },
-            "ratio_total": loop_total / calcjob["total_seconds"],
+            # loop / CalcJob: > 1 means the CalcJob path is faster
+            "ratio_total": loop["process_seconds"] / calcjob["total_seconds"],
             "ratio_eval": loop["evaluation_seconds"] / runner_eval,
+            # CalcJob path minus the runner's model load and evaluation (what AiiDA and the job cost)
             "aiida_overhead_seconds": overhead,
             "aiida_overhead_per_frame_seconds": overhead / n_frames,
-            "aiida_overhead_incl_model_load_per_frame_seconds": (overhead + runner_load) / n_frames,
+            # the same minus what a fresh plain-loop process spends outside load + evaluation
+            "net_overhead_vs_loop_seconds": overhead - loop_other,
+            "net_overhead_vs_loop_per_frame_seconds": (overhead - loop_other) / n_frames,
             "breakdown_seconds": calcjob["breakdown"],
+            "cpu_busy_fraction_before": busy,
             "max_abs_diff": diff,
         }
     return {
@@ -287,18 +300,18 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
 
 
 BREAKDOWN_LABELS = {
-    "dataset_create": "dataset node creation (from_atoms)",
-    "dataset_store": "dataset node store",
-    "process_setup": "process set-up (validate, store CalcJobNode)",
-    "presubmit": "prepare_for_submission (write extxyz, input.json)",
-    "upload": "upload to scratch (incl. model file copy)",
+    "dataset_create": "dataset node: from_atoms",
+    "dataset_store": "dataset node: store",
+    "process_setup": "process set-up, CalcJobNode store",
+    "presubmit": "prepare_for_submission (extxyz)",
+    "upload": "upload (incl. model file copy)",
     "submit": "submit (core.direct)",
-    "runner_startup_and_poll": "runner start-up (python, imports) + poll latency",
+    "runner_startup_and_poll": "runner start + imports, poll wait",
     "runner_model_load": "runner: model load",
     "runner_evaluation": "runner: evaluation",
-    "runner_io": "runner: read frames, write outputs",
-    "retrieve": "retrieve (+ store retrieved folder)",
-    "parse": "parse (predictions -> ArrayData)",
+    "runner_io": "runner: read frames, import torch, write",
+    "retrieve": "retrieve (+ store FolderData)",
+    "parse": "parse (npz -> ArrayData)",
     "store_outputs": "store output nodes",
     "other": "other (engine, state changes)",
 }
@@ -316,31 +329,46 @@ def render(result: dict[str, Any], console) -> None:
     main = Table(title=title, title_justify="left")
     main.add_column("model")
     main.add_column("path")
-    for column in ("total s", "model load s", "evaluation s", "ms/frame (eval)"):
+    for column in ("total s", "model load s", "evaluation s", "other s", "eval ms/frame"):
         main.add_column(column, justify="right")
     for name, r in result["results"].items():
         c, lp = r["calcjob"], r["loop"]
         main.add_row(name, "CalcJob", fmt_s(c["total_seconds"]), fmt_s(c["model_load_seconds"]),
-                     fmt_s(c["evaluation_seconds"]), fmt_ms(c["seconds_per_frame"]))
+                     fmt_s(c["evaluation_seconds"]), fmt_s(c["other_seconds"]), fmt_ms(c["seconds_per_frame"]))
         main.add_row("", "plain loop", fmt_s(lp["total_seconds"]), fmt_s(lp["model_load_seconds"]),
-                     fmt_s(lp["evaluation_seconds"]), fmt_ms(lp["seconds_per_frame"]), end_section=True)
+                     fmt_s(lp["evaluation_seconds"]), fmt_s(lp["other_seconds"]), fmt_ms(lp["seconds_per_frame"]),
+                     end_section=True)
     console.print(main)
+    busy = [result["machine"].get("cpu_busy_fraction_at_start")]
+    busy += [v for r in result["results"].values() for v in r.get("cpu_busy_fraction_before", {}).values()]
+    busy = [b for b in busy if b is not None]
+    if busy and max(busy) > 0.2:
+        console.print(
+            f"[yellow]note: other processes kept the CPUs up to {_pct(max(busy))} busy just before a measurement: "
+            "these timings are slower and noisier than on an idle machine[/]"
+        )
+    console.print(
+        "CalcJob total = dataset node + run_get_node; plain loop total = a fresh python process (imports, "
+        "load, loop); other = total - model load - evaluation."
+    )
 
-    summary = Table(title="loop / CalcJob (>1: the CalcJob path is faster); AiiDA overhead", title_justify="left")
+    summary = Table(title="loop / CalcJob (>1: CalcJob path faster), AiiDA overhead, agreement",
+                    title_justify="left")
     summary.add_column("model")
-    for column in ("ratio total", "ratio eval", "overhead s", "overhead ms/frame",
-                   "max |dE| eV", "max |dF| eV/A", "max |dS| eV/A^3", "agree"):
+    for column in ("ratio total", "ratio eval", "overhead s", "overhead ms/frame", "net vs loop ms/frame",
+                   "max|dE| eV", "max|dF| eV/A", "max|dS| eV/A3", "agree"):
         summary.add_column(column, justify="right")
     for name, r in result["results"].items():
         d = r["max_abs_diff"]
         summary.add_row(
             name, f"{r['ratio_total']:.2f}", f"{r['ratio_eval']:.2f}", fmt_s(r["aiida_overhead_seconds"]),
-            fmt_ms(r["aiida_overhead_per_frame_seconds"]), f"{d['energy_eV']:.1e}", f"{d['forces_eV_per_A']:.1e}",
-            f"{d['stress_eV_per_A3']:.1e}", "yes" if d["agree"] else "[bold red]NO[/]",
+            fmt_ms(r["aiida_overhead_per_frame_seconds"]), fmt_ms(r["net_overhead_vs_loop_per_frame_seconds"]),
+            f"{d['energy_eV']:.0e}", f"{d['forces_eV_per_A']:.0e}", f"{d['stress_eV_per_A3']:.0e}",
+            "yes" if d["agree"] else "[bold red]NO[/]",
         )
     console.print(summary)
 
-    breakdown = Table(title="CalcJob path, where the time goes (s; ms/frame)", title_justify="left")
+    breakdown = Table(title="CalcJob path: where the time goes", title_justify="left")
     breakdown.add_column("step")
     names = list(result["results"])
     for name in names:
@@ -351,7 +379,7 @@ def render(result: dict[str, Any], console) -> None:
         for name in names:
             value = result["results"][name]["breakdown_seconds"].get(key, float("nan"))
             row += [fmt_s(value), fmt_ms(value / n)]
-        breakdown.add_row(*row, end_section=key in ("dataset_store", "runner_io"))
+        breakdown.add_row(*row, end_section=key in ("dataset_store", "submit", "runner_io"))
     row = ["total (CalcJob path)"]
     for name in names:
         total = result["results"][name]["calcjob"]["total_seconds"]

@@ -141,6 +141,10 @@ def render(result: dict[str, Any], console) -> None:
         table.add_row(step, fmt_s(s["min_s"], 3), fmt_s(s["median_s"], 3), f"{1000 * s['min_s'] / n:.3f}",
                       f"{s['frames_per_s']:,.0f}")
     console.print(table)
+    busy = result["machine"].get("cpu_busy_fraction_at_start")
+    if busy is not None and busy > 0.2:
+        console.print(f"[yellow]note: other processes kept the CPUs {100 * busy:.0f}% busy at the start: "
+                      "timings are slower and noisier than on an idle machine[/]")
     console.print(
         f"extxyz file {res['extxyz_file_bytes'] / 1e6:.1f} MB, node repository {res['node_repository_bytes'] / 1e6:.1f} MB; "
         f"round trips identical: extxyz {'yes' if res['extxyz_roundtrip_identical'] else '[bold red]NO[/]'}, "

@@ -62,7 +62,9 @@ def cmd_status(ctx):
     table.add_row("profile", profile.name)
     table.add_row("storage", f"{profile.storage_backend} {profile.storage_config.get('filepath', profile.storage_config.get('database_name', ''))}")
     table.add_row("broker", profile.process_control_backend or "none (processes run in-process with `run`)")
-    codes = orm.QueryBuilder().append(orm.AbstractCode).all(flat=True)
+    # QueryBuilder on AbstractCode matches every `data.core.*` node in aiida-core 2.9: filter on the type.
+    codes = orm.QueryBuilder().append(orm.Data, filters={"node_type": {"like": "data.core.code.%"}}).all(flat=True)
+    codes = [code for code in codes if isinstance(code, orm.AbstractCode)]
     table.add_row("codes", "\n".join(f"{c.full_label} ({c.default_calc_job_plugin})" for c in codes) or "none: run `reactmlip setup`")
     families = orm.QueryBuilder().append(orm.Group, filters={"type_string": {"like": "pseudo.family%"}}).all(flat=True)
     table.add_row("pseudo families", "\n".join(f"{f.label} ({', '.join(sorted(f.elements))})" for f in families) or "none")

@@ -109,11 +109,11 @@ def test_setup_creates_then_finds_everything(tmp_path):
     first = subprocess.run([str(BIN / "reactmlip"), "setup", "--profile-name", "fresh", "--models", ""],
                            env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("created") == 6
+    assert first.stdout.count("created") == 7
     second = subprocess.run([str(BIN / "reactmlip"), "setup", "--profile-name", "fresh", "--models", ""],
                             env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
-    assert "created" not in second.stdout and second.stdout.count("exists") == 6
+    assert "created" not in second.stdout and second.stdout.count("exists") == 7
     config = json.loads((tmp_path / ".aiida" / "config.json").read_text())
     profile = config["profiles"]["fresh"]
     assert profile["storage"]["backend"] == "core.sqlite_dos"
