@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,10 @@ def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
     with timed(times, "dataset_store"):
         dataset.store()
 
-    with instrument_calcjob() as steps:
+    with instrument_calcjob() as steps, warnings.catch_warnings():
+        # aiida-core's SQLAlchemy session warns when it autoflushes while the engine holds an unstored
+        # node ("Object of type <DbNode> not in session"): harmless, and it would bury the tables
+        warnings.filterwarnings("ignore", message=r"Object of type <DbNode> not in session")
         start = time.perf_counter()
         _, node = run_get_node(EvaluateCalculation, code=code, model=model_node, dataset=dataset)
         end = time.perf_counter()

@@ -134,6 +134,8 @@ def cmd_demo(ctx, system_name, model_names, protocol, output):
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal:  # piped or under make: do not squeeze the table into 80 columns
+        console = Console(width=130)
     profile = load_profile_or_fail(ctx)
     start = time.perf_counter()
     names = [name.strip() for name in model_names.split(",") if name.strip()]
