@@ -113,3 +113,121 @@ def pw_choices(atoms, protocol: dict, suggested_cutoffs_ry: tuple[float, float])
         choices["occupations"] = "smearing"
         choices.update(protocol["smearing"])
     return choices
+
+
+def spin_settings(multiplicity: int | None, n_electrons: float | None = None,
+                  kinds: t.Sequence[str] = ()) -> dict:
+    """Return pw.x ``SYSTEM`` entries for a spin state given as multiplicity 2S+1.
+
+    ``multiplicity`` None or 1 gives ``{}`` (closed shell, ``nspin`` 1). Otherwise collinear spin
+    polarisation with the total magnetisation fixed: ``nspin`` 2, ``tot_magnetization`` = multiplicity - 1
+    (Bohr magnetons), which also works with fixed occupations (molecules), and a ``starting_magnetization``
+    of 0.5 for every kind name in ``kinds``. With ``n_electrons`` (valence electrons in the cell) the parity
+    is checked: N electrons and 2S unpaired ones must be both even or both odd.
+
+    :raises ValueError: multiplicity not a positive integer, or inconsistent with ``n_electrons``.
+    """
+    if multiplicity is None:
+        return {}
+    if isinstance(multiplicity, bool) or not float(multiplicity).is_integer() or int(multiplicity) < 1:
+        raise ValueError(f"multiplicity must be a positive integer 2S+1, got {multiplicity!r}")
+    multiplicity = int(multiplicity)
+    unpaired = multiplicity - 1
+    if n_electrons is not None:
+        n = round(float(n_electrons))
+        if abs(n - float(n_electrons)) > 1e-6:
+            raise ValueError(f"non-integer number of valence electrons {n_electrons!r}")
+        if unpaired > n:
+            raise ValueError(f"multiplicity {multiplicity} needs {unpaired} unpaired electrons but there are only {n}")
+        if (n - unpaired) % 2:
+            raise ValueError(
+                f"multiplicity {multiplicity} ({unpaired} unpaired electrons) is impossible with {n} valence "
+                f"electrons: {'an odd' if n % 2 else 'an even'} count needs an {'even' if n % 2 else 'odd'} multiplicity"
+            )
+    if multiplicity == 1:
+        return {}
+    return {
+        "nspin": 2,
+        "tot_magnetization": float(unpaired),
+        "starting_magnetization": {kind: 0.5 for kind in kinds},
+    }
+
+
+#: Width (fraction of the cell along the field) of the region where the dipole sawtooth potential decreases.
+DIPOLE_EOPREG = 0.1
+
+
+def dipole_settings(atoms, eopreg: float = DIPOLE_EOPREG) -> dict:
+    """Return pw.x ``CONTROL``/``SYSTEM`` entries of a dipole correction for a slab (vacuum along c).
+
+    The sawtooth potential (``tefield``/``dipfield``, ``edir`` 3, zero external field ``eamp``) decreases
+    between ``emaxpos`` and ``emaxpos + eopreg`` (fractions of c); that region is centred in the vacuum gap.
+
+    :returns: ``{"CONTROL": {...}, "SYSTEM": {...}}``.
+    :raises ValueError: not a slab (no vacuum gap of ``MIN_VACUUM`` Å along c) or a gap too thin for ``eopreg``.
+    """
+    gaps = vacuum_thickness(atoms)
+    if not (gaps[2] >= MIN_VACUUM and np.isfinite(gaps[2])):
+        raise ValueError(
+            f"a dipole correction needs a slab with at least {MIN_VACUUM} Å of vacuum along c; "
+            f"the largest gap along c is {gaps[2]:.2f} Å"
+        )
+    cell_c = np.asarray(atoms.cell)
+    height = abs(np.linalg.det(cell_c)) / np.linalg.norm(np.cross(cell_c[0], cell_c[1]))
+    frac = np.sort(atoms.get_scaled_positions(wrap=True)[:, 2] % 1.0)
+    cyclic = np.diff(np.concatenate([frac, [frac[0] + 1.0]]))
+    start = frac[int(np.argmax(cyclic))]
+    width = float(cyclic.max())
+    if eopreg >= 0.8 * width:
+        raise ValueError(f"vacuum gap {width * height:.2f} Å too thin for a sawtooth region of {eopreg * height:.2f} Å")
+    centre = start + width / 2.0
+    emaxpos = (centre - eopreg / 2.0) % 1.0
+    return {
+        "CONTROL": {"tefield": True, "dipfield": True},
+        "SYSTEM": {"edir": 3, "emaxpos": round(float(emaxpos), 6), "eopreg": float(eopreg), "eamp": 0.0},
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _neb_protocol_file() -> dict:
+    text = importlib.resources.files("aiida_reactmlip.workflows.protocols").joinpath("neb.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def load_neb_protocol(name: str | None = None) -> dict:
+    """Return a copy of the neb.x protocol ``name``: ``{"name", "description", "path": {PATH namelist}}``."""
+    import copy
+
+    data = _neb_protocol_file()
+    name = name or data["default_protocol"]
+    if name not in data["protocols"]:
+        raise ValueError(f"unknown protocol {name!r}; available: {', '.join(data['protocols'])}")
+    return {"name": name, **copy.deepcopy(data["protocols"][name])}
+
+
+def shortest_distance(atoms) -> tuple[float, int, int]:
+    """Return (distance in Å, i, j) of the closest pair of atoms (minimum image where periodic)."""
+    from ase.geometry import get_distances
+
+    if len(atoms) < 2:
+        return float("inf"), -1, -1
+    _, distances = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    np.fill_diagonal(distances, np.inf)
+    i, j = np.unravel_index(int(np.argmin(distances)), distances.shape)
+    return float(distances[i, j]), int(min(i, j)), int(max(i, j))
+
+
+#: Atoms closer than this (Å) count as overlapping: refused before any DFT job is submitted.
+MIN_INTERATOMIC_DISTANCE = 0.5
+
+
+def overlap_error(atoms, name: str, min_distance: float = MIN_INTERATOMIC_DISTANCE) -> str | None:
+    """A message naming the closest pair if two atoms of ``atoms`` are closer than ``min_distance`` Å, else None."""
+    distance, i, j = shortest_distance(atoms)
+    if distance < min_distance:
+        symbols = atoms.get_chemical_symbols()
+        return (
+            f"{name}: atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {distance:.3f} Å apart, closer than "
+            f"{min_distance} Å (overlapping atoms)"
+        )
+    return None

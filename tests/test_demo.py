@@ -24,7 +24,8 @@ def test_demo_prints_the_error_table_and_writes_results(tmp_path):
     assert "Zero-shot error against pw.x" in out
     assert "chgnet-0.3.0" in out and "sevennet-0" in out
     assert "BenchmarkWorkChain pk" in out
-    for name in ("leaderboard.md", "leaderboard.csv", "dataset.extxyz", "energy_profile.png", "force_parity.png"):
+    for name in ("leaderboard.md", "leaderboard.csv", "dataset.extxyz", "energy_profile_h2-dissociation_H2.png",
+                 "energy_parity.png", "force_parity.png", "index.html"):
         path = tmp_path / "out" / name
         assert path.exists() and path.stat().st_size > 0, name
     rows = list(csv.DictReader((tmp_path / "out" / "leaderboard.csv").open()))
@@ -33,4 +34,4 @@ def test_demo_prints_the_error_table_and_writes_results(tmp_path):
         assert 0.0 < float(row["force_mae"]) < 5.0
         assert row["energy_reference"].startswith("relative")
     # The PNG files are real images.
-    assert (tmp_path / "out" / "energy_profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / "energy_parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

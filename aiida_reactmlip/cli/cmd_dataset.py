@@ -56,15 +56,31 @@ def cmd_dataset_import(file, label):
 @cmd_dataset.command("export")
 @click.argument("pk")
 @click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["extxyz", "optimade-jsonl", "mace"]), default="extxyz",
+              show_default=True,
+              help="extxyz: exact extended XYZ; optimade-jsonl: OPTIMADE JSON Lines for a stock optimade server; "
+                   "mace: extxyz with REF_energy/REF_forces/REF_stress/config_type for mace_run_train.")
 @with_profile
-def cmd_dataset_export(pk, output):
-    """Write a dataset to an extended XYZ file.
+def cmd_dataset_export(pk, output, fmt):
+    """Write a dataset to a file (energies eV, forces eV/Å, stress eV/Å^3; every float exact).
 
-    Example: reactmlip dataset export 42 labels.extxyz
+    \b
+    Examples:
+      reactmlip dataset export 42 labels.extxyz
+      reactmlip dataset export 42 labels.jsonl --format optimade-jsonl
+      reactmlip dataset export 42 train.xyz --format mace   # mace_run_train --train_file=train.xyz
     """
     node = _load_dataset(pk)
-    node.export_extxyz(output)
-    click.echo(f"wrote {node.base.attributes.get('n_frames')} frames to {output}")
+    if fmt == "extxyz":
+        node.export_extxyz(output)
+    else:
+        from aiida_reactmlip.sharing.export import export_dataset
+
+        try:
+            export_dataset(node, output, fmt)
+        except (ValueError, OSError) as exception:
+            raise click.ClickException(f"cannot export {node.pk} as {fmt}: {exception}") from exception
+    click.echo(f"wrote {node.base.attributes.get('n_frames')} frames to {output} ({fmt})")
 
 
 @cmd_dataset.command("show")

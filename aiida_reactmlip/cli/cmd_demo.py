@@ -52,43 +52,10 @@ def run_zero_shot_benchmark(system_name: str, model_names: list[str], protocol: 
 
 
 def write_demo_results(node, output: pathlib.Path) -> dict[str, pathlib.Path]:
-    """Write the leaderboard (Markdown, CSV), the dataset (extxyz) and plots; return the paths."""
-    import numpy as np
+    """Write the benchmark report (leaderboard, dataset, plots, HTML page); return the paths."""
+    from aiida_reactmlip.report.benchmark_report import write_benchmark_report
 
-    from aiida_reactmlip.calculations.functions import frame_groups
-    from aiida_reactmlip.metrics import reference_indices, relative_energies
-    from aiida_reactmlip.report.plots import plot_energy_profile, plot_force_parity
-    from aiida_reactmlip.report.tables import to_csv, to_markdown
-
-    output.mkdir(parents=True, exist_ok=True)
-    rows = node.outputs.leaderboard["rows"]
-    dataset = node.outputs.dataset
-    frames = dataset.frames
-    note = (f"Energies: {rows[0]['energy_reference']}. Forces compared directly. "
-            f"BenchmarkWorkChain pk {node.pk}, dataset pk {dataset.pk}.") if rows else ""
-    paths = {
-        "leaderboard.md": output / "leaderboard.md",
-        "leaderboard.csv": output / "leaderboard.csv",
-        "dataset.extxyz": output / "dataset.extxyz",
-    }
-    paths["leaderboard.md"].write_text(to_markdown(rows, title=node.label, note=note))
-    paths["leaderboard.csv"].write_text(to_csv(rows))
-    dataset.export_extxyz(paths["dataset.extxyz"])
-
-    coordinate = np.array([info.get("scan_coordinate", i) for i, info in enumerate(frames.info)], dtype=float)
-    groups = frame_groups(frames)
-    ref_index = reference_indices(frames.energies, groups=groups)
-    dft_rel = relative_energies(frames.energies, groups=groups, reference_index=ref_index)
-    predicted, forces = {}, {}
-    for key, predictions in node.outputs.predictions.items():
-        name = node.outputs.metrics[key]["model_name"]
-        predicted[name] = relative_energies(predictions.get_array("energies"), groups=groups, reference_index=ref_index)
-        forces[name] = predictions.get_array("forces")
-    paths["energy_profile.png"] = plot_energy_profile(
-        coordinate, dft_rel, predicted, output / "energy_profile.png", xlabel="scan coordinate (Å)", title=node.label
-    )
-    paths["force_parity.png"] = plot_force_parity(frames.forces, forces, output / "force_parity.png")
-    return paths
+    return write_benchmark_report(node, output)
 
 
 def print_leaderboard(node, console) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 from ase import Atoms
 
-__all__ = ["bond_scan", "strain_series", "frame_prefix"]
+__all__ = ["bond_scan", "frame_prefix", "strain_series"]
 
 _FIX = {"center": 0.5, "i": 0.0, "j": 1.0}
 

@@ -64,3 +64,24 @@ def plot_force_parity(dft_forces: np.ndarray, predicted: dict[str, np.ndarray], 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_energy_parity(dft_relative: np.ndarray, predicted: dict[str, np.ndarray], path: str | pathlib.Path) -> pathlib.Path:
+    """Parity plot of relative energies (eV): model against DFT, same reference frames for both."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    values = [np.asarray(dft_relative)] + [np.asarray(v) for v in predicted.values()]
+    low = min(float(v.min()) for v in values)
+    high = max(float(v.max()) for v in values)
+    pad = 0.05 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1)
+    for name, vals in predicted.items():
+        ax.scatter(dft_relative, vals, s=16, alpha=0.8, label=name)
+    ax.set_xlabel("DFT relative energy (eV)")
+    ax.set_ylabel("MLIP relative energy (eV)")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

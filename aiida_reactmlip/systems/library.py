@@ -22,15 +22,18 @@ __all__ = [
     "CATEGORIES",
     "ROLES",
     "ReactiveSystem",
-    "register_system",
-    "list_systems",
+    "describe_system",
     "get_system",
+    "list_systems",
     "load_structure_file",
+    "register_system",
     "system_from_file",
 ]
 
 CATEGORIES = ("adsorption", "dissociation", "crystal_growth", "user")
-ROLES = ("reference", "initial", "final", "image", "scan", "rattle")
+#: reference: clean slab, gas molecules, bulk; initial/final: end states of a process; image: NEB images
+#: between them; scan: bond scans; rattle/strain: from the generators.
+ROLES = ("reference", "initial", "final", "image", "scan", "rattle", "strain")
 
 
 @dataclass
@@ -81,23 +84,49 @@ class ReactiveSystem:
 
 
 _REGISTRY: dict[str, Callable[..., ReactiveSystem]] = {}
+_ABOUT: dict[str, tuple[str, str]] = {}
 
 
-def register_system(name: str) -> Callable:
-    """Decorator registering ``builder(**params) -> ReactiveSystem`` under ``name``."""
+def register_system(name: str, category: str | None = None, description: str = "") -> Callable:
+    """Decorator registering ``builder(**params) -> ReactiveSystem`` under ``name``.
+
+    ``category`` and a one-line ``description`` (what the system means physically) are shown by
+    ``describe_system`` and ``reactmlip systems list`` without building the system.
+    """
+    if category is not None and category not in CATEGORIES:
+        raise ValueError(f"category must be one of {CATEGORIES}, got {category!r}")
 
     def deco(builder: Callable[..., ReactiveSystem]):
         if name in _REGISTRY:
             raise ValueError(f"system {name!r} is already registered")
         _REGISTRY[name] = builder
+        doc = (builder.__doc__ or "").strip().splitlines()
+        _ABOUT[name] = (category or "", description or (doc[0] if doc else ""))
         return builder
 
     return deco
 
 
-def list_systems() -> list[str]:
-    """Names of the registered systems, sorted."""
-    return sorted(_REGISTRY)
+def list_systems(category: str | None = None) -> list[str]:
+    """Names of the registered systems (of one ``category`` if given), sorted."""
+    if category is not None and category not in CATEGORIES:
+        raise ValueError(f"category must be one of {CATEGORIES}, got {category!r}")
+    return sorted(n for n in _REGISTRY if category is None or _ABOUT[n][0] == category)
+
+
+def describe_system(name: str) -> dict:
+    """``{"name", "category", "description", "parameters"}`` of a registered system, without building it.
+
+    ``parameters`` maps each builder argument to its default. Unknown name: KeyError listing the names.
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown reactive system {name!r}; available: {', '.join(list_systems())}")
+    category, description = _ABOUT[name]
+    params = {
+        k: (None if p.default is inspect.Parameter.empty else p.default)
+        for k, p in inspect.signature(_REGISTRY[name]).parameters.items()
+    }
+    return {"name": name, "category": category, "description": description, "parameters": params}
 
 
 def get_system(name: str, **params) -> ReactiveSystem:
@@ -139,14 +168,22 @@ def _dissociation_builder(symbols: str):
         )
 
     build.__name__ = f"build_{prefix}_dissociation"
-    build.__doc__ = (
-        f"{symbols} bond scan: ``distances`` (Å, default {list(spec.scan)}), cubic ``box`` (Å)."
-    )
+    build.__doc__ = f"{symbols} bond scan: ``distances`` (Å, default {list(spec.scan)}), cubic ``box`` (Å)."
     return build
 
 
+_BOND_MEANING = {
+    "H2": "the simplest covalent bond breaking; the H-H curve tests the short-range repulsion",
+    "O2": "a triplet ground state: a spin-polarised bond breaking, hard for models trained near equilibrium",
+    "N2": "the strongest homonuclear bond (triple bond), the first step of ammonia synthesis",
+    "CO": "a polar triple bond, the first step of Fischer-Tropsch chemistry",
+}
 for _symbols in ("H2", "O2", "N2", "CO"):
-    register_system(f"{_symbols.lower()}-dissociation")(_dissociation_builder(_symbols))
+    register_system(
+        f"{_symbols.lower()}-dissociation",
+        category="dissociation",
+        description=f"{_symbols} gas-phase bond scan: {_BOND_MEANING[_symbols]}",
+    )(_dissociation_builder(_symbols))
 
 
 def load_structure_file(path) -> list[Atoms]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-__all__ = ["Diatomic", "DIATOMICS", "diatomic"]
+__all__ = ["DIATOMICS", "GAS_MOLECULES", "Diatomic", "diatomic", "gas_molecule"]
 
 
 @dataclass(frozen=True)
@@ -52,4 +52,34 @@ def diatomic(symbols: str, bond_length: float | None = None, box: float = 8.0) -
     if spec.multiplicity > 1:
         atoms.set_initial_magnetic_moments([(spec.multiplicity - 1) / 2.0] * 2)
     atoms.info["multiplicity"] = spec.multiplicity
+    return atoms
+
+
+#: Gas-phase molecules used as references and reactants: ASE's G2 geometries (experiment) and the
+#: ground-state multiplicity 2S+1.
+GAS_MOLECULES: dict[str, int] = {"H2": 1, "O2": 3, "N2": 1, "CO": 1, "H2O": 1, "CH4": 1, "NH3": 1}
+
+
+def gas_molecule(formula: str, box: float = 10.0) -> Atoms:
+    """A gas-phase molecule (``GAS_MOLECULES``) centred in a cubic ``box`` (Å) cell with ``pbc=True``.
+
+    Geometry from ASE's G2 set; ``info["multiplicity"]`` set; triplet O2 gets initial moments of
+    1 Bohr magneton per atom. ``info["kind"] = "molecule"``.
+    """
+    from ase.build import molecule as g2
+
+    if formula not in GAS_MOLECULES:
+        raise KeyError(f"unknown gas molecule {formula!r}; known: {sorted(GAS_MOLECULES)}")
+    atoms = g2(formula)
+    extent = np.ptp(atoms.positions, axis=0).max() if len(atoms) > 1 else 0.0
+    if not np.isfinite(box) or box < extent + 4.0:
+        raise ValueError(f"box must be at least {extent + 4.0:.1f} Å for {formula}, got {box!r}")
+    atoms.cell = [box] * 3
+    atoms.pbc = True
+    atoms.center()
+    mult = GAS_MOLECULES[formula]
+    if mult > 1:
+        atoms.set_initial_magnetic_moments([(mult - 1) / len(atoms)] * len(atoms))
+    atoms.info["multiplicity"] = mult
+    atoms.info["kind"] = "molecule"
     return atoms

@@ -1,19 +1,102 @@
-"""``reactmlip.label``: structures -> one PwBaseWorkChain each -> ``LabelledDatasetData``."""
+"""``reactmlip.label``: structures -> one PwBaseWorkChain each -> ``LabelledDatasetData``.
+
+Per structure, the pw.x inputs follow the protocol (``workflows/protocols/label.yaml``) and the
+structure's extras: ``multiplicity`` (2S+1; e.g. 3 for O2) runs it spin-polarised with the total
+magnetisation fixed at 2S Bohr magnetons, ``dipole_correction`` (bool) adds a dipole correction along c
+to a slab. AiiDA caching applies to the pw.x calculations: labelling the same structure with the same
+inputs again, with caching enabled, reuses the earlier calculation instead of running pw.x.
+"""
 
 from __future__ import annotations
 
+import typing as t
+
 from aiida import orm
-from aiida.engine import ToContext, WorkChain
+from aiida.engine import WorkChain
 from aiida.plugins import WorkflowFactory
 
 from aiida_reactmlip.calculations.functions import build_labelled_dataset
-from aiida_reactmlip.qe_settings import available_protocols, load_protocol, pw_choices
+from aiida_reactmlip.qe_settings import (
+    available_protocols,
+    dipole_settings,
+    dimensionality,
+    load_protocol,
+    overlap_error,
+    pw_choices,
+    spin_settings,
+)
 
 PwBaseWorkChain = WorkflowFactory("quantumespresso.pw.base")
+
+#: Extras of a StructureData read by the labelling: spin multiplicity 2S+1 and the dipole-correction switch.
+MULTIPLICITY_EXTRA = "multiplicity"
+DIPOLE_EXTRA = "dipole_correction"
 
 
 def _frame_key(index: int) -> str:
     return f"frame_{index:04d}"
+
+
+def valence_electrons(structure: orm.StructureData, family) -> float:
+    """Number of valence electrons of ``structure`` with the pseudopotentials of ``family`` (z_valence summed)."""
+    pseudos = family.get_pseudos(structure=structure)
+    return float(sum(pseudos[site.kind_name].z_valence for site in structure.sites))
+
+
+def structure_multiplicity(structure: orm.StructureData) -> int | None:
+    """The spin multiplicity 2S+1 stored in the structure's extras, or None."""
+    value = structure.base.extras.get(MULTIPLICITY_EXTRA, None)
+    return None if value is None else value
+
+
+def wants_dipole_correction(structure: orm.StructureData, default: bool = False) -> bool:
+    """Whether ``structure`` gets a dipole correction: its ``dipole_correction`` extra, else ``default`` for slabs."""
+    value = structure.base.extras.get(DIPOLE_EXTRA, None)
+    if value is not None:
+        return bool(value)
+    return bool(default) and dimensionality(structure.get_ase()) == 2
+
+
+def pw_parameters(
+    key: str,
+    structure: orm.StructureData,
+    protocol: dict,
+    family,
+    parameter_overrides: dict | None = None,
+    frame_overrides: dict | None = None,
+    dipole_correction: bool = False,
+    multiplicity: int | None = None,
+) -> tuple[dict, dict]:
+    """Return (pw.x namelists, choices) for one configuration.
+
+    The choices of :func:`aiida_reactmlip.qe_settings.pw_choices` (cutoffs in Ry, k-mesh, occupations),
+    spin from the ``multiplicity`` extra, dipole correction from the ``dipole_correction`` extra or the
+    ``dipole_correction`` default for slabs, then ``parameter_overrides`` (all) and ``frame_overrides[key]``.
+    An explicit ``multiplicity`` replaces the extra.
+    """
+    atoms = structure.get_ase()
+    cutoffs = family.get_recommended_cutoffs(structure=structure, unit="Ry")
+    choices = pw_choices(atoms, protocol, cutoffs)
+    system = {"ecutwfc": choices["ecutwfc"], "ecutrho": choices["ecutrho"], "occupations": choices["occupations"]}
+    if choices["occupations"] == "smearing":
+        system.update({"smearing": choices["smearing"], "degauss": choices["degauss"]})
+    control = {"tprnfor": True, "tstress": choices["tstress"]}
+    parameters = {"CONTROL": control, "SYSTEM": system, "ELECTRONS": {"conv_thr": choices["conv_thr"]}}
+    if multiplicity is None:
+        multiplicity = structure_multiplicity(structure)
+    spin = spin_settings(multiplicity, valence_electrons(structure, family), [k.name for k in structure.kinds])
+    system.update(spin)
+    choices["nspin"] = spin.get("nspin", 1)
+    choices["dipole_correction"] = wants_dipole_correction(structure, dipole_correction)
+    if choices["dipole_correction"]:
+        for namelist, values in dipole_settings(atoms).items():
+            parameters[namelist].update(values)
+    elif choices["dimensionality"] == 2 and not structure.pbc[2]:
+        system["assume_isolated"] = "2D"
+    for namelists in (parameter_overrides or {}, (frame_overrides or {}).get(key, {})):
+        for namelist, values in namelists.items():
+            parameters.setdefault(namelist.upper(), {}).update(values)
+    return parameters, choices
 
 
 def validate_inputs(inputs, _):
@@ -32,6 +115,10 @@ def validate_inputs(inputs, _):
     except NotExistent:
         return f"pseudopotential family {family_label!r} not found; run `reactmlip setup` or `aiida-pseudo list`"
     available = set(family.elements)
+    frame_overrides = inputs["frame_overrides"].get_dict() if "frame_overrides" in inputs else {}
+    unknown = sorted(set(frame_overrides) - set(structures))
+    if unknown:
+        return f"frame_overrides name structure(s) {', '.join(unknown)} that are not in `structures`"
     for key, structure in structures.items():
         missing = sorted({kind.symbol for kind in structure.kinds} - available)
         if missing:
@@ -41,6 +128,18 @@ def validate_inputs(inputs, _):
             )
         if len(structure.sites) == 0:
             return f"structure {key!r} has no atoms"
+        overlap = overlap_error(structure.get_ase(), f"structure {key!r}")
+        if overlap:
+            return overlap
+        try:
+            spin_settings(structure_multiplicity(structure), valence_electrons(structure, family))
+        except ValueError as exception:
+            return f"structure {key!r}: {exception}"
+        if structure.base.extras.get(DIPOLE_EXTRA, False):
+            try:
+                dipole_settings(structure.get_ase())
+            except ValueError as exception:
+                return f"structure {key!r} asks for a dipole correction: {exception}"
     return None
 
 
@@ -48,14 +147,16 @@ class LabelWorkChain(WorkChain):
     """Label configurations with DFT (pw.x scf with forces; stress for bulk) and collect a dataset.
 
     Configurations whose DFT failed after PwBaseWorkChain's restart handlers gave up are listed in the
-    ``failed`` output and the exit code; the dataset of the others is still produced and says what it lacks.
+    ``failed`` output (names) and ``failures`` (name -> exit status and message), and in exit code 401;
+    the dataset of the others is still produced and its extra ``missing_labels`` says what it lacks.
     """
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.input_namespace("structures", valid_type=orm.StructureData, dynamic=True,
-                             help="Configurations to label; the keys become frame keys.")
+                             help="Configurations to label; the keys become frame keys. Extras read: "
+                             "`multiplicity` (2S+1), `dipole_correction` (bool).")
         spec.input("pw_code", valid_type=orm.AbstractCode, help="Code configured for quantumespresso.pw.")
         spec.input("pseudo_family", valid_type=orm.Str, help="Label of an aiida-pseudo family with cutoffs.")
         spec.input("protocol", valid_type=orm.Str, default=lambda: orm.Str("moderate"),
@@ -64,6 +165,8 @@ class LabelWorkChain(WorkChain):
                    help="pw.x namelist overrides applied to every configuration, e.g. {'SYSTEM': {'nspin': 2}}.")
         spec.input("frame_overrides", valid_type=orm.Dict, required=False,
                    help="Per-structure pw.x namelist overrides: {structure key: {'SYSTEM': {...}}}.")
+        spec.input("dipole_correction", valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help="Dipole correction along c for every slab (a structure's `dipole_correction` extra wins).")
         spec.input("options", valid_type=orm.Dict, required=False,
                    help="metadata.options for each pw.x job (resources, max_wallclock_seconds, ...).")
         spec.input("max_iterations", valid_type=orm.Int, default=lambda: orm.Int(3),
@@ -72,6 +175,8 @@ class LabelWorkChain(WorkChain):
         spec.outline(cls.setup, cls.run_labels, cls.inspect_labels, cls.collect)
         spec.output("dataset", valid_type=orm.Data, help="LabelledDatasetData of the successful labels.")
         spec.output("failed", valid_type=orm.List, required=False, help="Keys of configurations without a label.")
+        spec.output("failures", valid_type=orm.Dict, required=False,
+                    help="Per failed configuration: exit_status, exit_message and pk of its PwBaseWorkChain.")
         spec.exit_code(401, "ERROR_SOME_LABELS_FAILED",
                        message="DFT failed for {count} configuration(s): {keys}; the dataset holds the others.")
         spec.exit_code(402, "ERROR_ALL_LABELS_FAILED", message="DFT failed for every configuration: {keys}.")
@@ -81,25 +186,15 @@ class LabelWorkChain(WorkChain):
         self.ctx.family = orm.load_group(self.inputs.pseudo_family.value)
 
     def _builder(self, key: str, structure: orm.StructureData):
-        atoms = structure.get_ase()
-        cutoffs = self.ctx.family.get_recommended_cutoffs(structure=structure, unit="Ry")
-        choices = pw_choices(atoms, self.ctx.protocol, cutoffs)
-        system = {"ecutwfc": choices["ecutwfc"], "ecutrho": choices["ecutrho"], "occupations": choices["occupations"]}
-        if choices["occupations"] == "smearing":
-            system.update({"smearing": choices["smearing"], "degauss": choices["degauss"]})
-        control = {"tprnfor": True, "tstress": choices["tstress"]}
-        parameters = {"CONTROL": control, "SYSTEM": system, "ELECTRONS": {"conv_thr": choices["conv_thr"]}}
-        if choices["dimensionality"] == 2 and not structure.pbc[2]:
-            system["assume_isolated"] = "2D"
-        for extra in (self.inputs.get("parameter_overrides"), self.inputs.get("frame_overrides")):
-            if extra is None:
-                continue
-            namelists = extra.get_dict()
-            if extra is self.inputs.get("frame_overrides"):
-                namelists = namelists.get(key, {})
-            for namelist, values in namelists.items():
-                parameters.setdefault(namelist, {}).update(values)
-
+        parameters, choices = pw_parameters(
+            key,
+            structure,
+            self.ctx.protocol,
+            self.ctx.family,
+            parameter_overrides=self.inputs.parameter_overrides.get_dict() if "parameter_overrides" in self.inputs else None,
+            frame_overrides=self.inputs.frame_overrides.get_dict() if "frame_overrides" in self.inputs else None,
+            dipole_correction=self.inputs.dipole_correction.value,
+        )
         electronic_type = "insulator" if choices["occupations"] == "fixed" else "metal"
         from aiida_quantumespresso.common.types import ElectronicType
 
@@ -133,7 +228,7 @@ class LabelWorkChain(WorkChain):
             self.to_context(**{key: node})
 
     def inspect_labels(self):
-        self.ctx.done, self.ctx.failed = [], []
+        self.ctx.done, self.ctx.failed, self.ctx.failures = [], [], {}
         for key, name in self.ctx.frame_names.items():
             node = self.ctx[key]
             if node.is_finished_ok and "output_trajectory" in node.outputs:
@@ -141,15 +236,24 @@ class LabelWorkChain(WorkChain):
             else:
                 self.report(f"{name}: PwBaseWorkChain<{node.pk}> failed with exit status {node.exit_status}")
                 self.ctx.failed.append(name)
+                self.ctx.failures[name] = {
+                    "exit_status": node.exit_status,
+                    "exit_message": node.exit_message or "",
+                    "pk": node.pk,
+                }
 
     def collect(self):
+        if self.ctx.failed:
+            self.out("failed", orm.List(sorted(self.ctx.failed)).store())
+            self.out("failures", orm.Dict(self.ctx.failures).store())
         if not self.ctx.done:
-            return self.exit_codes.ERROR_ALL_LABELS_FAILED.format(keys=", ".join(self.ctx.failed))
+            return self.exit_codes.ERROR_ALL_LABELS_FAILED.format(keys=", ".join(sorted(self.ctx.failed)))
         frame_info, nodes = {}, {}
         for key in self.ctx.done:
             name = self.ctx.frame_names[key]
             structure = self.inputs.structures[name]
             info = {k: v for k, v in structure.base.extras.all.items() if isinstance(v, (str, int, float, bool))}
+            info.pop("_aiida_hash", None)
             info.setdefault("name", name)
             frame_info[key] = info
             node = self.ctx[key]
@@ -157,9 +261,11 @@ class LabelWorkChain(WorkChain):
             nodes[f"parameters_{key}"] = node.outputs.output_parameters
             nodes[f"trajectory_{key}"] = node.outputs.output_trajectory
         dataset = build_labelled_dataset(frame_info=orm.Dict(frame_info), **nodes)
+        if self.ctx.failed:
+            # Extras stay mutable on a stored node: they document, they are not provenance.
+            dataset.base.extras.set("missing_labels", {name: f["exit_status"] for name, f in self.ctx.failures.items()})
         self.out("dataset", dataset)
         if self.ctx.failed:
-            self.out("failed", orm.List(sorted(self.ctx.failed)).store())
             return self.exit_codes.ERROR_SOME_LABELS_FAILED.format(
                 count=len(self.ctx.failed), keys=", ".join(sorted(self.ctx.failed))
             )
@@ -174,14 +280,53 @@ def _drop_smearing(parameters: dict) -> dict:
     return {**parameters, "SYSTEM": system}
 
 
-def get_label_builder(structures: dict, protocol: str = "fast", pw_code=None, pseudo_family: str | None = None):
-    """Convenience builder: ``structures`` maps names to ASE Atoms or StructureData."""
+def structures_from_atoms(atoms_list: t.Iterable, names: t.Iterable[str] | None = None) -> dict[str, orm.StructureData]:
+    """StructureData (unstored) from ASE Atoms, with the scalar ``atoms.info`` entries (multiplicity, role, ...)
+    as extras once stored; keys are valid link labels made from ``names`` or ``info['name']`` or the index."""
+    import re
+
+    result = {}
+    names = list(names) if names is not None else None
+    for index, atoms in enumerate(atoms_list):
+        raw = names[index] if names is not None else str(atoms.info.get("name", f"frame_{index:04d}"))
+        key = re.sub(r"\W", "_", raw).strip("_") or f"frame_{index:04d}"
+        if key[0].isdigit():
+            key = f"s_{key}"
+        if key in result:
+            key = f"{key}_{index}"
+        structure = orm.StructureData(ase=atoms)
+        extras = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool)) and not k.startswith("_")}
+        structure.store()
+        structure.base.extras.set_many(extras)
+        result[key] = structure
+    return result
+
+
+def get_label_builder(structures, protocol: str = "fast", pw_code=None, pseudo_family: str | None = None):
+    """Convenience builder: ``structures`` maps names to ASE Atoms or StructureData, or is an AiiDA group
+    (or group label) of StructureData (keys from the node labels, else ``pk``)."""
+    import re
+
     from aiida_reactmlip import provision
 
+    if isinstance(structures, (str, orm.Group)):
+        group = orm.load_group(structures) if isinstance(structures, str) else structures
+        nodes = [n for n in group.nodes if isinstance(n, orm.StructureData)]
+        if not nodes:
+            raise ValueError(f"group {group.label!r} holds no StructureData")
+        structures = {}
+        for node in nodes:
+            key = re.sub(r"\W", "_", node.label).strip("_") if node.label else ""
+            key = f"pk_{node.pk}" if not key or key[0].isdigit() or key in structures else key
+            structures[key] = node
     builder = LabelWorkChain.get_builder()
-    builder.structures = {
-        name: s if isinstance(s, orm.StructureData) else orm.StructureData(ase=s) for name, s in structures.items()
-    }
+    converted = {}
+    for name, s in structures.items():
+        if isinstance(s, orm.StructureData):
+            converted[name] = s
+        else:
+            converted.update(structures_from_atoms([s], [name]))
+    builder.structures = converted
     builder.pw_code = pw_code or orm.load_code(f"{provision.PW_CODE_LABEL}@{provision.DEFAULT_COMPUTER}")
     builder.pseudo_family = orm.Str(pseudo_family or provision.DEBIAN_FAMILY_LABEL)
     builder.protocol = orm.Str(protocol)

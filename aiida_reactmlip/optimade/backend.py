@@ -1,0 +1,308 @@
+"""OPTIMADE entry collections over the AiiDA database (optimade 1.5 ``EntryCollection`` subclasses).
+
+- :class:`StructureCollection`: every frame of every stored ``LabelledDatasetData`` is one
+  ``structures`` entry, id ``"<dataset uuid>:<frame index>"``, attributes from
+  :func:`aiida_reactmlip.optimade.mapping.frame_to_structure_attributes`, a ``references``
+  relationship to its dataset.
+- :class:`DatasetReferenceCollection`: every ``LabelledDatasetData`` is one ``references`` entry
+  (id = dataset UUID), the way from a structure to its dataset and, through ``_reactmlip_source_uuid``,
+  to the DFT calculation.
+
+Each request runs one ``QueryBuilder`` query for the candidate datasets (filters from
+:mod:`aiida_reactmlip.optimade.filters`), evaluates the exact filter on the frames of those
+datasets, and closes the thread's database session at the end (``scoped_session.remove``), so
+concurrent requests never exhaust the connection pool. Per-frame attributes of a dataset are
+computed once and cached by dataset UUID: stored datasets are immutable, so the cache never goes
+stale; new datasets are found by the query of the next request, deleted ones drop out of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from optimade.exceptions import BadRequest
+from optimade.models import ReferenceResource, StructureResource
+from optimade.server.entry_collections import EntryCollection
+from optimade.server.mappers import ReferenceMapper, StructureMapper
+from optimade.server.schemas import retrieve_queryable_properties
+
+from .filters import Condition, ReactmlipTransformer
+from .mapping import PREFIX, PROVIDER_FIELDS, frame_to_structure_attributes, split_structure_id, structure_id
+
+__all__ = ('DatasetReferenceCollection', 'FrameCache', 'StructureCollection', 'close_session')
+
+#: Attributes not kept in the per-frame cache (large); they are rebuilt from the arrays when served.
+HEAVY_FIELDS = frozenset({'cartesian_site_positions', f'_{PREFIX}_forces'})
+
+
+def close_session() -> None:
+    """Close this thread's AiiDA database session (returns its connection to the pool)."""
+    from aiida.manage import get_manager
+
+    storage = get_manager().get_profile_storage()
+    factory = getattr(storage, '_session_factory', None)
+    if factory is not None and hasattr(factory, 'remove'):
+        factory.remove()
+
+
+def _closing_session(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        finally:
+            close_session()
+
+    return wrapper
+
+
+def _dataset_class():
+    from aiida_reactmlip.data.dataset import LabelledDatasetData
+
+    return LabelledDatasetData
+
+
+class _DatasetEntry:
+    """The frames of one dataset and their cached light attributes."""
+
+    __slots__ = ('uuid', 'frames', 'info', 'dft', 'light')
+
+    def __init__(self, uuid: str, frames, info: dict, dft: dict[str, dict]):
+        self.uuid, self.frames, self.info, self.dft = uuid, frames, info, dft
+        self.light: list[dict[str, Any]] = []
+        for index in range(len(frames.n_atoms)):
+            attributes = self.attributes(index)
+            for key in HEAVY_FIELDS:
+                attributes.pop(key, None)
+            self.light.append(attributes)
+
+    def attributes(self, index: int) -> dict[str, Any]:
+        source = (self.frames.info[index] or {}).get('source_uuid')
+        return frame_to_structure_attributes(self.frames, index, self.info, self.dft.get(source))
+
+    def document(self, index: int) -> dict[str, Any]:
+        """The full backend document of a frame (id, relationships, all attributes)."""
+        doc = self.attributes(index)
+        doc['id'] = structure_id(self.uuid, index)
+        doc['relationships'] = {'references': {'data': [{'type': 'references', 'id': self.uuid}]}}
+        return doc
+
+
+class FrameCache:
+    """Per-dataset frame attributes, keyed by dataset UUID (datasets are immutable), LRU-bounded in frames."""
+
+    def __init__(self, max_frames: int = 200_000):
+        self.max_frames = max_frames
+        self._entries: OrderedDict[str, _DatasetEntry] = OrderedDict()
+        self._frames = 0
+        self._lock = threading.Lock()
+
+    def get(self, uuid: str, mtime) -> _DatasetEntry:
+        with self._lock:
+            entry = self._entries.get(uuid)
+            if entry is not None:
+                self._entries.move_to_end(uuid)
+                return entry
+        from aiida import orm
+
+        from .provenance import dft_settings_by_uuid
+
+        node = orm.load_node(uuid)
+        frames = node.frames
+        dft = dft_settings_by_uuid([(info or {}).get('source_uuid') for info in frames.info])
+        entry = _DatasetEntry(uuid, frames, {'uuid': uuid, 'last_modified': mtime}, dft)
+        with self._lock:
+            if uuid not in self._entries:
+                self._entries[uuid] = entry
+                self._frames += len(entry.light)
+                while self._frames > self.max_frames and len(self._entries) > 1:
+                    _, old = self._entries.popitem(last=False)
+                    self._frames -= len(old.light)
+        return entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._frames = 0
+
+
+def _field_types(mapper, extra: list[dict]) -> dict[str, str]:
+    types = {}
+    for name, info in retrieve_queryable_properties(mapper.ENTRY_RESOURCE_CLASS).items():
+        kind = info.get('type')
+        if kind is not None:
+            types[name] = str(getattr(kind, 'value', kind))
+    for field in extra:
+        types[f'_{PREFIX}_{field["name"]}'] = field['type']
+    types['id'] = 'string'
+    return types
+
+
+def _sort_key(value: Any):
+    """Order values of one field: None last, numbers, then strings/others by their text."""
+    if value is None:
+        return (2, 0, '')
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, '')
+    return (1, 0, str(value))
+
+
+class _AiidaCollection(EntryCollection):
+    """Shared query logic: dataset candidates from QueryBuilder, exact filter in Python, sort, page."""
+
+    def __init__(self, resource_cls, mapper, config, prefilter):
+        extra = PROVIDER_FIELDS if mapper.ENDPOINT == 'structures' else []
+        transformer = ReactmlipTransformer(mapper=mapper, field_types=_field_types(mapper, extra), prefilter=prefilter)
+        super().__init__(resource_cls, mapper, transformer, config)
+
+    # -- helpers the subclasses implement
+    def _candidates(self, condition: Condition) -> list[tuple[dict, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _lookup(self, doc: dict, name: str) -> Any:
+        return doc.get(name)
+
+    def _full(self, doc: dict, ref: Any) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- EntryCollection API
+    def insert(self, data) -> None:
+        raise NotImplementedError('this OPTIMADE server is read-only: store LabelledDatasetData nodes in AiiDA instead')
+
+    @_closing_session
+    def count(self, **kwargs: Any) -> int:
+        condition = kwargs.get('filter') or Condition.always()
+        if not isinstance(condition, Condition):
+            condition = Condition.always()
+        return sum(1 for doc, _ in self._candidates(condition) if condition.matches(doc, self._lookup))
+
+    def handle_query_params(self, params):
+        criteria = super().handle_query_params(params)
+        if 'page_above' in criteria:
+            raise NotImplementedError('page_above is not supported; use page_offset or page_number')
+        if not isinstance(criteria.get('filter'), Condition):
+            criteria['filter'] = Condition.always()
+        return criteria
+
+    @_closing_session
+    def _run_db_query(self, criteria: dict[str, Any], single_entry: bool = False):
+        condition: Condition = criteria['filter']
+        matches = [(doc, ref) for doc, ref in self._candidates(condition) if condition.matches(doc, self._lookup)]
+        for field, direction in reversed(list(criteria.get('sort') or [])):
+            name = self.resource_mapper.get_optimade_field(field)
+            if name in HEAVY_FIELDS:
+                raise BadRequest(detail=f"'{name}' is not sortable")
+            matches.sort(key=lambda item, n=name: _sort_key(self._lookup(item[0], n)), reverse=direction < 0)
+        total = len(matches)
+        skip = int(criteria.get('skip') or 0)
+        limit = int(criteria.get('limit') or 0)
+        page = matches[skip : skip + limit] if limit else matches[skip:]
+        results = [self._full(doc, ref) for doc, ref in page]
+        if single_entry:
+            return results, total, False
+        return results, total, skip + len(page) < total
+
+
+def _structure_prefilter() -> dict:
+    """Dataset-level QueryBuilder filters implied by per-frame clauses (a superset of the matches)."""
+
+    def elements(op, values):
+        if op == 'HAS ALL' and all(isinstance(v, str) for v in values):
+            return {'attributes.elements': {'contains': list(values)}}
+        return None
+
+    def entry_id(op, value):
+        if op != '=' or not isinstance(value, str):
+            return None
+        try:
+            uuid, _ = split_structure_id(value)
+        except ValueError:
+            return {'id': {'<': 0}}  # matches no node: no structure has such an id
+        return {'uuid': uuid}
+
+    def dataset_uuid(op, value):
+        return {'uuid': value} if op == '=' and isinstance(value, str) else None
+
+    return {'elements': elements, 'id': entry_id, f'_{PREFIX}_dataset_uuid': dataset_uuid}
+
+
+class StructureCollection(_AiidaCollection):
+    """``structures``: the frames of every stored ``LabelledDatasetData``."""
+
+    def __init__(self, config, cache: FrameCache | None = None):
+        super().__init__(StructureResource, StructureMapper(config), config, _structure_prefilter())
+        self.cache = cache or FrameCache()
+
+    def _datasets(self, qb_filters: dict | None, project: list[str]):
+        from aiida import orm
+
+        qb = orm.QueryBuilder().append(_dataset_class(), filters=qb_filters or {}, project=project, tag='d')
+        qb.order_by({'d': [{'ctime': 'asc'}, {'id': 'asc'}]})
+        return qb.all()
+
+    @_closing_session
+    def __len__(self) -> int:
+        return int(sum(n or 0 for (n,) in self._datasets(None, ['attributes.n_frames'])))
+
+    def _candidates(self, condition: Condition):
+        for uuid, mtime in self._datasets(condition.qb_filters, ['uuid', 'ctime']):
+            entry = self.cache.get(uuid, mtime)
+            for index, doc in enumerate(entry.light):
+                yield doc, (entry, index)
+
+    def _lookup(self, doc: dict, name: str) -> Any:
+        if name == 'id':
+            return structure_id(doc[f'_{PREFIX}_dataset_uuid'], doc[f'_{PREFIX}_frame_index'])
+        if name in HEAVY_FIELDS:
+            entry = self.cache.get(doc[f'_{PREFIX}_dataset_uuid'], doc['last_modified'])
+            return entry.attributes(doc[f'_{PREFIX}_frame_index']).get(name)
+        return doc.get(name)
+
+    def _full(self, doc: dict, ref) -> dict:
+        entry, index = ref
+        return entry.document(index)
+
+
+class DatasetReferenceCollection(_AiidaCollection):
+    """``references``: one entry per ``LabelledDatasetData`` (id = its UUID)."""
+
+    def __init__(self, config):
+        super().__init__(ReferenceResource, ReferenceMapper(config), config, {'id': self._id_prefilter})
+
+    @staticmethod
+    def _id_prefilter(op, value):
+        return {'uuid': value} if op == '=' and isinstance(value, str) else None
+
+    def _rows(self, qb_filters):
+        from aiida import orm
+
+        qb = orm.QueryBuilder().append(
+            _dataset_class(), filters=qb_filters or {}, tag='d',
+            project=['uuid', 'label', 'description', 'ctime', 'attributes.n_frames', 'attributes.elements'],
+        )
+        qb.order_by({'d': [{'ctime': 'asc'}, {'id': 'asc'}]})
+        return qb.all()
+
+    @_closing_session
+    def __len__(self) -> int:
+        from aiida import orm
+
+        return orm.QueryBuilder().append(_dataset_class()).count()
+
+    def _candidates(self, condition: Condition):
+        for uuid, label, description, mtime, n_frames, elements in self._rows(condition.qb_filters):
+            title = label or f'LabelledDatasetData {uuid}'
+            note = (
+                f'{description + ". " if description else ""}AiiDA LabelledDatasetData with {n_frames} labelled '
+                f'frames of {" ".join(elements or [])}. Its structures carry _{PREFIX}_dataset_uuid and '
+                f'_{PREFIX}_source_uuid (the UUID of the DFT calculation of each label).'
+            )
+            doc = {'id': uuid, 'immutable_id': uuid, 'last_modified': mtime, 'title': title,
+                   'note': note, 'bib_type': 'misc', 'key': uuid}
+            yield doc, None
+
+    def _full(self, doc: dict, ref) -> dict:
+        return dict(doc)

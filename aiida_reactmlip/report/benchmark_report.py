@@ -1,0 +1,110 @@
+"""A report folder for a finished ``reactmlip.benchmark``: plots, leaderboard tables and an HTML page."""
+
+from __future__ import annotations
+
+import html
+import pathlib
+
+import numpy as np
+
+from aiida_reactmlip.report.plots import plot_energy_parity, plot_energy_profile, plot_force_parity
+from aiida_reactmlip.report.tables import format_rows, headers, to_csv, to_markdown
+
+
+def _groups_and_coordinates(frames):
+    """Frame groups (system + composition) and a coordinate per frame (scan coordinate, else index)."""
+    from aiida_reactmlip.calculations.functions import frame_groups
+
+    groups = frame_groups(frames)
+    coordinate = np.array(
+        [float(info.get("scan_coordinate", info.get("image_index", i))) for i, info in enumerate(frames.info)]
+    )
+    return groups, coordinate
+
+
+def write_benchmark_report(node, output: str | pathlib.Path) -> dict[str, pathlib.Path]:
+    """Write the report of a finished BenchmarkWorkChain ``node`` into ``output``; return the files by name.
+
+    Contents: ``leaderboard.md``/``.csv``, ``dataset.extxyz`` (the DFT labels), one energy profile
+    per group of frames (DFT against each model, relative energies in eV), energy and force parity
+    plots, and ``index.html`` showing all of them.
+    """
+    from aiida_reactmlip.metrics import reference_indices, relative_energies
+
+    output = pathlib.Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    rows = node.outputs.leaderboard["rows"]
+    dataset = node.outputs.dataset
+    frames = dataset.frames
+    reference_note = rows[0]["energy_reference"] if rows else ""
+    files: dict[str, pathlib.Path] = {
+        "leaderboard.md": output / "leaderboard.md",
+        "leaderboard.csv": output / "leaderboard.csv",
+        "dataset.extxyz": output / "dataset.extxyz",
+    }
+    note = (f"Energies: {reference_note}. Forces compared directly. "
+            f"BenchmarkWorkChain pk {node.pk}, dataset pk {dataset.pk}.")
+    files["leaderboard.md"].write_text(to_markdown(rows, title=node.label or f"benchmark {node.pk}", note=note))
+    files["leaderboard.csv"].write_text(to_csv(rows))
+    dataset.export_extxyz(files["dataset.extxyz"])
+
+    groups, coordinate = _groups_and_coordinates(frames)
+    ref_index = reference_indices(frames.energies, groups=groups)
+    dft_rel = relative_energies(frames.energies, groups=groups, reference_index=ref_index)
+    predicted_rel, predicted_forces = {}, {}
+    for key, predictions in sorted(node.outputs.predictions.items()):
+        name = node.outputs.metrics[key]["model_name"]
+        energies = predictions.get_array("energies")
+        predicted_rel[name] = relative_energies(energies, groups=groups, reference_index=ref_index)
+        predicted_forces[name] = predictions.get_array("forces")
+
+    profiles = []
+    for group in sorted(set(groups)):
+        mask = np.array([g == group for g in groups])
+        if mask.sum() < 2:
+            continue
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in group).strip("_")
+        path = output / f"energy_profile_{safe}.png"
+        plot_energy_profile(
+            coordinate[mask], dft_rel[mask], {k: v[mask] for k, v in predicted_rel.items()}, path,
+            xlabel="scan coordinate (Å) or image", title=group,
+        )
+        files[path.name] = path
+        profiles.append(path.name)
+    files["energy_parity.png"] = plot_energy_parity(dft_rel, predicted_rel, output / "energy_parity.png")
+    files["force_parity.png"] = plot_force_parity(frames.forces, predicted_forces, output / "force_parity.png")
+    files["index.html"] = output / "index.html"
+    files["index.html"].write_text(_html(node, rows, reference_note, profiles))
+    return files
+
+
+def _html(node, rows, reference_note: str, profiles: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in format_rows(rows)
+    )
+    images = "".join(
+        f'<figure><img src="{name}" alt="{html.escape(name)}"><figcaption>{html.escape(name)}</figcaption></figure>'
+        for name in [*profiles, "energy_parity.png", "force_parity.png"]
+    )
+    title = html.escape(node.label or f"benchmark {node.pk}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:8px}}
+img{{max-width:520px}}</style></head>
+<body><h1>{title}</h1>
+<p>Zero-shot error of universal MLIPs against DFT (pw.x). BenchmarkWorkChain pk {node.pk},
+dataset pk {node.outputs.dataset.pk} ({node.outputs.dataset.base.attributes.get("n_frames")} frames).</p>
+<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p>Energies: {html.escape(reference_note)}. Forces compared component by component.</p>
+<div id="plots">{images}</div>
+<script>
+window.addEventListener("load", () => {{
+  const images = Array.from(document.images);
+  document.body.dataset.imagesTotal = images.length;
+  document.body.dataset.imagesLoaded = images.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
+</body></html>
+"""

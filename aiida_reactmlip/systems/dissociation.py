@@ -1,0 +1,171 @@
+"""Molecular dissociation: C-H bond scan of CH4 and dissociative adsorption (pure ASE/numpy). Lengths in Å.
+
+Dissociative adsorption ``<molecule>-on-<metal><facet>`` (H2 on Cu(111), O2 on Pt(111)):
+initial state: the molecule lying flat (axis parallel to the surface) ``molecule_height`` Å above the
+top-layer plane, centred above the midpoint of the two hollows of the final state; final state: the
+two atoms in neighbouring fcc hollows, one surface lattice vector apart (nearest-neighbour distance:
+2.57 Å on Cu, 2.81 Å on Pt; 0.5 monolayer in the default 2x2 cell); ``n_images`` IDPP images between
+them (role ``image``), the clean slab and the gas molecule (role ``reference``). The barrier and the
+dissociative adsorption energy E(final) - E(slab) - E(molecule) follow from their DFT energies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from ..generate import bond_scan, neb_images
+from .library import ReactiveSystem, register_system
+from .molecules import GAS_MOLECULES, gas_molecule
+from .surfaces import fcc_slab, find_sites, site_height, surface_z
+
+__all__ = ["CH4_SCAN", "ch4_scan", "dissociative_adsorption"]
+
+#: C-H distances (Å) of the CH4 scan: equilibrium 1.09 Å, compressed to 0.93 Å, stretched to 2.0 Å.
+CH4_SCAN = (0.93, 1.01, 1.05, 1.09, 1.13, 1.21, 1.39, 1.70, 2.00)
+
+
+def ch4_scan(distances=CH4_SCAN, box: float = 10.0) -> ReactiveSystem:
+    """C-H bond scan of methane: one H moves along its bond, C and the other three H stay."""
+    name = "ch4-dissociation"
+    distances = [float(d) for d in distances]
+    ch4 = gas_molecule("CH4", box=box)
+    ch4.info["system"] = name
+    frames = bond_scan(ch4, 0, 1, distances, fix="i", name="ch4-ch")
+    return ReactiveSystem(
+        name=name,
+        category="dissociation",
+        description=(
+            f"C-H bond scan of CH4 ({len(distances)} distances from {min(distances):g} to {max(distances):g} Å, "
+            f"equilibrium 1.09 Å) in a {box:g} Å box: the first step of methane activation (CH4 -> CH3 + H)"
+        ),
+        configurations=frames,
+        parameters={"distances": distances, "box": float(box)},
+    )
+
+
+register_system(
+    "ch4-dissociation",
+    category="dissociation",
+    description="CH4 C-H bond scan: the first step of methane activation (CH4 -> CH3 + H)",
+)(ch4_scan)
+
+
+def dissociative_adsorption(
+    molecule: str,
+    metal: str,
+    facet: str = "111",
+    size=(2, 2, 3),
+    vacuum: float = 6.0,
+    a: float | None = None,
+    molecule_height: float = 2.5,
+    n_images: int = 5,
+    box: float = 10.0,
+) -> ReactiveSystem:
+    """Homonuclear ``molecule`` (H2, O2, N2) dissociating on ``metal``(``facet``); see the module docstring."""
+    if molecule not in ("H2", "O2", "N2"):
+        raise ValueError(f"dissociative adsorption is built for H2, O2, N2, got {molecule!r}")
+    element = molecule[0]
+    name = f"{molecule.lower()}-on-{metal.lower()}{facet}"
+    slab = fcc_slab(metal, facet, size=size, vacuum=vacuum, a=a)
+    sites = find_sites(slab)
+    hollow = sites["fcc"] if "fcc" in sites else sites["hollow"]
+    a1 = np.asarray(slab.cell[0]) / int(size[0])  # surface nearest-neighbour vector
+    z0 = surface_z(slab)
+    h = site_height(metal, element, hollow.distance)
+    p1 = np.array([hollow.position[0], hollow.position[1], z0 + h])
+    p2 = p1 + a1
+    gas = gas_molecule(molecule, box=box)
+    bond = gas.get_distance(0, 1)
+    centre = (p1 + p2) / 2
+    centre[2] = z0 + float(molecule_height)
+    u = a1 / np.linalg.norm(a1)
+    spin = GAS_MOLECULES[molecule] > 1 or bool(slab.info.get("spin_polarised"))
+
+    def with_atoms(positions, magmom):
+        atoms = slab.copy()
+        atoms.info = dict(slab.info)
+        atoms += Atoms(molecule, positions=positions)
+        if spin:
+            m = atoms.get_initial_magnetic_moments()
+            m[-2:] = magmom
+            atoms.set_initial_magnetic_moments(m)
+            atoms.info["spin_polarised"] = True
+        atoms.info["dipole_correction_recommended"] = True
+        return atoms
+
+    mol_moment = (GAS_MOLECULES[molecule] - 1) / 2.0
+    initial = with_atoms([centre - u * bond / 2, centre + u * bond / 2], mol_moment)
+    initial.info.update(
+        system=name, name=f"{name}-initial", role="initial", state="molecular", height=float(molecule_height)
+    )
+    final = with_atoms([p1, p2], 0.0)
+    final.info.update(
+        system=name, name=f"{name}-final", role="final", state="dissociated", site="fcc+fcc", height=float(h)
+    )
+    images = neb_images(initial, final, n_images=n_images, name=name)
+    for image in images:
+        image.info["system"] = name
+    clean = slab.copy()
+    clean.info.update(system=name, name=f"{metal.lower()}{facet}-slab", role="reference")
+    gas.info.update(system=name, name=f"{molecule.lower()}-gas", role="reference")
+    if spin:
+        gas.info["spin_polarised"] = True
+    n1, n2, nl = (int(n) for n in size)
+    return ReactiveSystem(
+        name=name,
+        category="dissociation",
+        description=(
+            f"{molecule} -> 2 {element} on {metal}({facet}), {n1}x{n2} cell, {nl} layers: molecule flat at "
+            f"{molecule_height:g} Å, atoms in neighbouring fcc hollows ({np.linalg.norm(a1):.2f} Å apart), "
+            f"{n_images} IDPP images. E_diss = E(final) - E(slab) - E({molecule})"
+        ),
+        configurations=[clean, gas, initial, *images, final],
+        parameters={
+            "molecule": molecule,
+            "metal": metal,
+            "facet": facet,
+            "size": [n1, n2, nl],
+            "vacuum": float(vacuum),
+            "a": slab.info["lattice_constant"],
+            "molecule_height": float(molecule_height),
+            "n_images": int(n_images),
+            "box": float(box),
+        },
+    )
+
+
+@register_system(
+    "h2-on-cu111",
+    category="dissociation",
+    description="H2 dissociating on Cu(111): the benchmark of activated dissociative chemisorption (barrier ~0.5-0.6 eV)",
+)
+def h2_on_cu111(
+    size=(2, 2, 3),
+    vacuum: float = 6.0,
+    a: float | None = None,
+    molecule_height: float = 2.5,
+    n_images: int = 5,
+) -> ReactiveSystem:
+    """H2 on Cu(111): flat molecule -> two H in neighbouring fcc hollows, IDPP images between."""
+    return dissociative_adsorption(
+        "H2", "Cu", "111", size=size, vacuum=vacuum, a=a, molecule_height=molecule_height, n_images=n_images
+    )
+
+
+@register_system(
+    "o2-on-pt111",
+    category="dissociation",
+    description="O2 dissociating on Pt(111): the step of the oxygen reduction reaction; triplet O2 spin-polarised",
+)
+def o2_on_pt111(
+    size=(2, 2, 3),
+    vacuum: float = 6.0,
+    a: float | None = None,
+    molecule_height: float = 2.5,
+    n_images: int = 5,
+) -> ReactiveSystem:
+    """O2 on Pt(111): flat triplet molecule -> two O in neighbouring fcc hollows, IDPP images between."""
+    return dissociative_adsorption(
+        "O2", "Pt", "111", size=size, vacuum=vacuum, a=a, molecule_height=molecule_height, n_images=n_images
+    )

@@ -1,0 +1,111 @@
+"""reactmlip.dft_neb: the collinear H + H2 -> H2 + H exchange with real neb.x, and bad input refused."""
+
+import time
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase import Atoms
+
+from aiida_reactmlip.workflows.neb import DftNebWorkChain, interpolate_band
+
+SERIAL = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}, "withmpi": False}
+BOX = (6.0, 6.0, 9.0)  # Å; the collinear H3 lies along z
+
+
+def h3(r_ab: float, r_bc: float) -> Atoms:
+    """Collinear H_A-H_B-H_C with H_B at the centre of the box; distances in Å."""
+    centre = np.array(BOX) / 2
+    return Atoms("H3", positions=centre + [[0, 0, -r_ab], [0, 0, 0], [0, 0, r_bc]], cell=BOX, pbc=True)
+
+
+def bond_order_band(orders) -> list[Atoms]:
+    """Images along Pauling's bond-order-conserving path n_AB + n_BC = 1, r = r0 - 0.26 Å ln n.
+
+    A cheap first guess that already bends through the symmetric saddle region (r_AB = r_BC = 0.93 Å),
+    so the climbing image needs few iterations.
+    """
+    r0 = 0.75
+    return [h3(r0 - 0.26 * np.log(n), r0 - 0.26 * np.log(1 - n)) for n in orders]
+
+
+def _structure(atoms, **extras):
+    node = orm.StructureData(ase=atoms).store()
+    node.base.extras.set_many(extras)
+    return node
+
+
+@pytest.mark.pwx
+def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
+    band = bond_order_band([0.02, 0.25, 0.5, 0.75, 0.98])
+    images = orm.TrajectoryData(structurelist=[orm.StructureData(ase=a) for a in band])
+    start = time.perf_counter()
+    _, node = run_get_node(
+        DftNebWorkChain,
+        images=images,
+        code=codes["neb"],
+        pseudo_family=orm.Str(pseudo_family.label),
+        protocol=orm.Str("fast"),
+        multiplicity=orm.Int(2),  # H3: three electrons, a doublet
+        path_overrides=orm.Dict({"path_thr": 0.1}),
+        options=orm.Dict(SERIAL),
+    )
+    wall = time.perf_counter() - start
+    assert node.is_finished_ok, node.exit_message
+    barrier = node.outputs.barrier.value
+    profile = node.outputs.energy_profile
+    energies = profile.get_array("relative_energies")
+    highest = profile.base.attributes.get("highest_image")
+    # Positive, with the highest image strictly between the end states.
+    assert 0 < highest < len(energies) - 1
+    assert barrier > 0.05
+    # PBE underestimates the exact 0.42 eV barrier of H + H2; the symmetric reaction has equal barriers both ways.
+    assert barrier < 0.42
+    assert node.outputs.reverse_barrier.value == pytest.approx(barrier, abs=0.03)
+    # The saddle is the symmetric H-H-H with both bonds near 0.93 Å.
+    saddle = node.outputs.band.get_step_structure(highest).get_ase()
+    d_ab, d_bc = saddle.get_distance(0, 1), saddle.get_distance(1, 2)
+    assert d_ab == pytest.approx(d_bc, abs=0.05)
+    assert 0.85 < d_ab < 1.0
+    # Reaction coordinate in Å increases along the band.
+    assert np.all(np.diff(profile.get_array("reaction_coordinate")) > 0)
+    params = node.outputs.output_parameters.get_dict()
+    print(f"H+H2 NEB: barrier {barrier:.3f} eV, reverse {node.outputs.reverse_barrier.value:.3f} eV, "
+          f"saddle r = {d_ab:.3f}/{d_bc:.3f} Å, profile {np.round(energies, 3).tolist()}, "
+          f"{params['converged']}, wall {wall:.1f} s")
+
+
+def test_interpolation_keeps_end_states(aiida_profile):
+    first, last = _structure(h3(0.75, 1.8)), _structure(h3(1.8, 0.75))
+    for method in ("linear", "idpp"):
+        band = interpolate_band(first, last, orm.Int(5), orm.Str(method))
+        positions = band.get_positions()
+        assert positions.shape == (5, 3, 3)
+        np.testing.assert_allclose(positions[0], first.get_ase().positions, atol=1e-8)
+        np.testing.assert_allclose(positions[-1], last.get_ase().positions, atol=1e-8)
+        middle = band.get_step_structure(2).get_ase()
+        # By symmetry the middle image is the symmetric H3 for either scheme.
+        assert middle.get_distance(0, 1) == pytest.approx(middle.get_distance(1, 2), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "match"),
+    [
+        (lambda: {"initial": _structure(h3(0.75, 1.8)), "final": _structure(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.75]], cell=BOX))},
+         "initial has 3 atoms, final has 2"),
+        (lambda: {"initial": _structure(h3(0.75, 1.8)), "final": _structure(h3(1.8, 0.75)), "num_images": orm.Int(2)},
+         "at least 3"),
+        (lambda: {"initial": _structure(h3(0.75, 1.8)), "final": _structure(h3(1.8, 0.75)), "interpolation": orm.Str("spline")},
+         "unknown interpolation 'spline'"),
+        (lambda: {"initial": _structure(h3(0.3, 1.8)), "final": _structure(h3(1.8, 0.75))},
+         r"image 0: atoms 0 \(H\) and 1 \(H\) are 0.300 Å apart"),
+        (lambda: {"final": _structure(h3(1.8, 0.75))}, "give the end states `initial` and `final`"),
+    ],
+)
+def test_bad_neb_input_refused(codes, pseudo_family, inputs, match):
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    with pytest.raises(ValueError, match=match):
+        run_get_node(DftNebWorkChain, code=codes["neb"], pseudo_family=orm.Str(pseudo_family.label),
+                     protocol=orm.Str("fast"), **inputs())
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
