@@ -13,42 +13,13 @@ DEFAULT_MODELS = "chgnet-0.3.0,sevennet-0"
 
 
 def run_zero_shot_benchmark(system_name: str, model_names: list[str], protocol: str, pw_processes: int = 1):
-    """Build the system, store models, run ``reactmlip.benchmark`` in-process; return the WorkChain node."""
-    from aiida import orm
-    from aiida.engine import run_get_node
+    """Run the zero-shot benchmark of one library system in-process; return the WorkChain node."""
+    from aiida_reactmlip.workflows.campaign import CampaignSpec, SystemRequest, run_campaign
 
-    from aiida_reactmlip import provision
-    from aiida_reactmlip.systems import get_system
-    from aiida_reactmlip.workflows.benchmark import BenchmarkWorkChain, link_label
-
-    system = get_system(system_name)
-    computer = provision.ensure_localhost()
-    codes = provision.ensure_codes(computer)
-    provision.ensure_debian_pseudo_family()
-    models = provision.ensure_registry_models(model_names)
-
-    structures = {}
-    for atoms in system.configurations:
-        structure = orm.StructureData(ase=atoms)
-        structure.base.extras.set_many(
-            {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool))}
-        )
-        structures[link_label(atoms.info["name"])] = structure.store()
-
-    builder = BenchmarkWorkChain.get_builder()
-    builder.label.structures = structures
-    builder.label.pw_code = codes["pw"]
-    builder.label.pseudo_family = orm.Str(provision.DEBIAN_FAMILY_LABEL)
-    builder.label.protocol = orm.Str(protocol)
-    builder.label.options = orm.Dict(
-        {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": pw_processes}, "withmpi": pw_processes > 1,
-         "max_wallclock_seconds": 1800}
-    )
-    builder.models = {link_label(name): node for name, node in models.items()}
-    builder.runner_code = codes["runner"]
-    builder.metadata.label = f"zero-shot {system_name}"
-    _, node = run_get_node(builder)
-    return system, node
+    spec = CampaignSpec(name=system_name, systems=[SystemRequest(system_name)], models=model_names,
+                        protocol=protocol, pw_processes=pw_processes,
+                        description=f"zero-shot benchmark of {', '.join(model_names)} on {system_name}")
+    return run_campaign(spec)
 
 
 def write_demo_results(node, output: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -108,7 +79,7 @@ def cmd_demo(ctx, system_name, model_names, protocol, output):
     names = [name.strip() for name in model_names.split(",") if name.strip()]
     console.print(f"[bold]reactmlip demo[/bold] on profile {profile.name}: {system_name}, models {', '.join(names)}, "
                   f"protocol {protocol}")
-    _, node = run_zero_shot_benchmark(system_name, names, protocol)
+    node = run_zero_shot_benchmark(system_name, names, protocol)
     if not node.is_finished_ok:
         raise click.ClickException(
             f"BenchmarkWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}. "

@@ -158,7 +158,7 @@ def test_archive_of_study_imports_identically_into_fresh_profile(study, tmp_path
     env = {**os.environ, "AIIDA_PATH": str(tmp_path / "fresh")}
     setup = subprocess.run([str(BIN / "verdi"), "profile", "setup", "core.sqlite_dos", "-n", "--profile-name", "fresh",
                             "--email", "share@test", "--first-name", "S", "--last-name", "T", "--institution", "T",
-                            "--set-as-default", "--no-use-rabbitmq"],
+                            "--set-as-default", "--broker", "none"],
                            env=env, capture_output=True, text=True, timeout=300)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     imported = subprocess.run([str(BIN / "verdi"), "archive", "import", str(archive)], env=env,
