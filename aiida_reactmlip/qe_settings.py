@@ -17,7 +17,7 @@ import yaml
 MIN_VACUUM = 5.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _protocol_file() -> dict:
     text = importlib.resources.files("aiida_reactmlip.workflows.protocols").joinpath("label.yaml").read_text()
     return yaml.safe_load(text)
@@ -188,7 +188,7 @@ def dipole_settings(atoms, eopreg: float = DIPOLE_EOPREG) -> dict:
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _neb_protocol_file() -> dict:
     text = importlib.resources.files("aiida_reactmlip.workflows.protocols").joinpath("neb.yaml").read_text()
     return yaml.safe_load(text)

@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=150)
     if args.list:
         for name in BENCHMARKS:
-            module = load(name)
+            try:
+                module = load(name)
+            except Exception as exc:  # noqa: BLE001 - a broken module should not hide the others
+                console.print(f"[bold]{name}[/]  [red]cannot be loaded: {exc}[/]")
+                continue
             console.print(f"[bold]{name}[/]  (default {module.DEFAULT_FRAMES} frames): {module.DESCRIPTION}")
         return 0
     names = args.names or list(BENCHMARKS)
@@ -49,11 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[red]--frames must be >= 1[/]")
         return 2
 
+    # only what was asked for: each benchmark keeps its own defaults for the rest
     options = {"frames": args.frames, "repeat": args.repeat,
                "models": [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None}
+    options = {key: value for key, value in options.items() if value is not None}
     status = 0
     for name in names:
-        module = load(name)
+        try:
+            module = load(name)
+        except Exception as exc:  # noqa: BLE001
+            console.print(f"[bold red]benchmark {name} cannot be loaded: {exc}[/]")
+            status = 1
+            continue
         console.rule(f"[bold]{name}[/]: {module.DESCRIPTION}")
         start = time.perf_counter()
         try:

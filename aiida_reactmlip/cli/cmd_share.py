@@ -103,8 +103,8 @@ def cmd_query_models(family, base_model, name, as_json):
     from aiida_reactmlip.sharing.queries import find_models
 
     rows = [{"pk": m.pk, "uuid": m.uuid, "model_name": m.model_name, "family": m.family, "sha256": m.sha256[:12],
-             "base_model_uuid": m.base.attributes.get("base_model_uuid"),
-             "training_dataset_uuid": m.base.attributes.get("training_dataset_uuid")}
+             "base_model_uuid": m.base.attributes.get("base_model_uuid", None),
+             "training_dataset_uuid": m.base.attributes.get("training_dataset_uuid", None)}
             for m in find_models(family=family, base_model=base_model, name=name)]
     _echo_rows(rows, ["pk", "model_name", "family", "sha256", "base_model_uuid", "uuid"], as_json)
 

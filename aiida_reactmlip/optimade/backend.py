@@ -23,6 +23,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+
 from optimade.exceptions import BadRequest
 from optimade.models import ReferenceResource, StructureResource
 from optimade.server.entry_collections import EntryCollection
@@ -83,9 +85,21 @@ class _DatasetEntry:
         source = (self.frames.info[index] or {}).get('source_uuid')
         return frame_to_structure_attributes(self.frames, index, self.info, self.dft.get(source))
 
+    def heavy(self, index: int) -> dict[str, Any]:
+        """The attributes left out of the cache (positions, forces), rebuilt from the arrays."""
+        frames = self.frames
+        start = int(frames.offsets[index])
+        stop = start + int(frames.n_atoms[index])
+        forces = frames.forces[start:stop]
+        return {
+            'cartesian_site_positions': frames.positions[start:stop].tolist(),
+            f'_{PREFIX}_forces': forces.tolist() if forces.size and np.isfinite(forces).all() else None,
+        }
+
     def document(self, index: int) -> dict[str, Any]:
         """The full backend document of a frame (id, relationships, all attributes)."""
-        doc = self.attributes(index)
+        doc = dict(self.light[index])
+        doc.update(self.heavy(index))
         doc['id'] = structure_id(self.uuid, index)
         doc['relationships'] = {'references': {'data': [{'type': 'references', 'id': self.uuid}]}}
         return doc
@@ -258,7 +272,7 @@ class StructureCollection(_AiidaCollection):
             return structure_id(doc[f'_{PREFIX}_dataset_uuid'], doc[f'_{PREFIX}_frame_index'])
         if name in HEAVY_FIELDS:
             entry = self.cache.get(doc[f'_{PREFIX}_dataset_uuid'], doc['last_modified'])
-            return entry.attributes(doc[f'_{PREFIX}_frame_index']).get(name)
+            return entry.heavy(doc[f'_{PREFIX}_frame_index']).get(name)
         return doc.get(name)
 
     def _full(self, doc: dict, ref) -> dict:

@@ -37,15 +37,16 @@ def _functional_from_pseudos(filenames: list[str]) -> str | None:
 def dft_settings(node: Any) -> dict[str, Any]:
     """DFT settings of a pw.x ``CalcJobNode`` (keys of ``mapping.DFT_KEYS``; cutoffs in Ry); ``{}`` for other nodes."""
     from aiida import orm
+    from aiida.common.links import LinkType
 
     if not isinstance(node, orm.CalcJobNode):
         return {}
     process_type = node.process_type or ''
     plugin = process_type.rpartition(':')[2]
     settings: dict[str, Any] = {'calculation_uuid': node.uuid, 'dft_code': _QE_PLUGINS.get(plugin, plugin or None)}
-    inputs = node.base.links.get_incoming(link_type=orm.LinkType.INPUT_CALC)
+    inputs = node.base.links.get_incoming(link_type=LinkType.INPUT_CALC)
     by_label = {triple.link_label: triple.node for triple in inputs.all()}
-    outputs = {t.link_label: t.node for t in node.base.links.get_outgoing(link_type=orm.LinkType.CREATE).all()}
+    outputs = {t.link_label: t.node for t in node.base.links.get_outgoing(link_type=LinkType.CREATE).all()}
     out_params = outputs.get('output_parameters')
     out = out_params.get_dict() if isinstance(out_params, orm.Dict) else {}
     settings['dft_code_version'] = out.get('creator_version')

@@ -195,7 +195,7 @@ def _dft_runs(dataset) -> list[dict[str, Any]]:
         else:
             run["note"] = "not in this profile" if uuid else "no source recorded"
         runs.append(run)
-    source = dataset.base.attributes.get("optimade_source")
+    source = dataset.base.attributes.get("optimade_source", None)
     if source:
         for run in runs:
             run.setdefault("imported_from", source.get("url"))
@@ -205,9 +205,9 @@ def _dft_runs(dataset) -> list[dict[str, Any]]:
 def _model_file(model) -> dict[str, Any]:
     return {"pk": model.pk, "uuid": model.uuid, "model_name": model.model_name, "family": model.family,
             "filename": model.filename, "sha256": model.sha256,
-            "source": model.base.attributes.get("source"),
-            "base_model_uuid": model.base.attributes.get("base_model_uuid"),
-            "training_dataset_uuid": model.base.attributes.get("training_dataset_uuid")}
+            "source": model.base.attributes.get("source", None),
+            "base_model_uuid": model.base.attributes.get("base_model_uuid", None),
+            "training_dataset_uuid": model.base.attributes.get("training_dataset_uuid", None)}
 
 
 def provenance(node: orm.Node | int | str) -> dict[str, Any]:
@@ -224,11 +224,11 @@ def provenance(node: orm.Node | int | str) -> dict[str, Any]:
     dataset_cls, model_cls = _dataset_class(), _model_class()
     if isinstance(node, dataset_cls):
         return {"kind": "dataset", "node": _node_summary(node), "creator": _node_summary(_creator(node)),
-                "optimade_source": node.base.attributes.get("optimade_source"), "dft_runs": _dft_runs(node)}
+                "optimade_source": node.base.attributes.get("optimade_source", None), "dft_runs": _dft_runs(node)}
     if isinstance(node, model_cls):
         result = {"kind": "model", "node": _node_summary(node), "file": _model_file(node)}
         for key in ("base_model_uuid", "training_dataset_uuid"):
-            uuid = node.base.attributes.get(key)
+            uuid = node.base.attributes.get(key, None)
             if uuid:
                 try:
                     other = orm.load_node(uuid)
@@ -238,7 +238,7 @@ def provenance(node: orm.Node | int | str) -> dict[str, Any]:
                     result[key.replace("_uuid", "")] = provenance(other)
         return result
     creator = _creator(node)
-    if isinstance(node, orm.Dict) and creator is not None and creator.base.attributes.get("function_name") == "compute_metrics":
+    if isinstance(node, orm.Dict) and creator is not None and creator.base.attributes.get("function_name", None) == "compute_metrics":
         inputs = {t.link_label: t.node for t in creator.base.links.get_incoming().all()}
         dataset, predictions, model = inputs.get("dataset"), inputs.get("predictions"), inputs.get("model")
         evaluation = _creator(predictions) if predictions is not None else None

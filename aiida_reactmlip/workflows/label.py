@@ -18,8 +18,8 @@ from aiida.plugins import WorkflowFactory
 from aiida_reactmlip.calculations.functions import build_labelled_dataset
 from aiida_reactmlip.qe_settings import (
     available_protocols,
-    dipole_settings,
     dimensionality,
+    dipole_settings,
     load_protocol,
     overlap_error,
     pw_choices,
@@ -253,7 +253,7 @@ class LabelWorkChain(WorkChain):
             name = self.ctx.frame_names[key]
             structure = self.inputs.structures[name]
             info = {k: v for k, v in structure.base.extras.all.items() if isinstance(v, (str, int, float, bool))}
-            info.pop("_aiida_hash", None)
+            info = {k: v for k, v in info.items() if not k.startswith("_")}
             info.setdefault("name", name)
             frame_info[key] = info
             node = self.ctx[key]
@@ -302,23 +302,29 @@ def structures_from_atoms(atoms_list: t.Iterable, names: t.Iterable[str] | None 
     return result
 
 
+def structures_from_group(group) -> dict[str, orm.StructureData]:
+    """The StructureData of an AiiDA group (or group label/pk), keyed by node label (made a valid link label), else pk."""
+    import re
+
+    group = group if isinstance(group, orm.Group) else orm.load_group(group)
+    nodes = [n for n in group.nodes if isinstance(n, orm.StructureData)]
+    if not nodes:
+        raise ValueError(f"group {group.label!r} holds no StructureData")
+    structures: dict[str, orm.StructureData] = {}
+    for node in nodes:
+        key = re.sub(r"\W", "_", node.label).strip("_") if node.label else ""
+        key = f"pk_{node.pk}" if not key or key[0].isdigit() or key in structures else key
+        structures[key] = node
+    return structures
+
+
 def get_label_builder(structures, protocol: str = "fast", pw_code=None, pseudo_family: str | None = None):
     """Convenience builder: ``structures`` maps names to ASE Atoms or StructureData, or is an AiiDA group
     (or group label) of StructureData (keys from the node labels, else ``pk``)."""
-    import re
-
     from aiida_reactmlip import provision
 
     if isinstance(structures, (str, orm.Group)):
-        group = orm.load_group(structures) if isinstance(structures, str) else structures
-        nodes = [n for n in group.nodes if isinstance(n, orm.StructureData)]
-        if not nodes:
-            raise ValueError(f"group {group.label!r} holds no StructureData")
-        structures = {}
-        for node in nodes:
-            key = re.sub(r"\W", "_", node.label).strip("_") if node.label else ""
-            key = f"pk_{node.pk}" if not key or key[0].isdigit() or key in structures else key
-            structures[key] = node
+        structures = structures_from_group(structures)
     builder = LabelWorkChain.get_builder()
     converted = {}
     for name, s in structures.items():

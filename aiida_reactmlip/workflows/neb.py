@@ -230,7 +230,7 @@ class DftNebWorkChain(WorkChain):
                 "restart_mode": "from_scratch",
                 "string_method": "neb",
                 "num_of_images": self.ctx.band.numsteps,
-                "CI_scheme": "auto" if self.inputs.climbing_image.value else "no-CI",
+                "ci_scheme": "auto" if self.inputs.climbing_image.value else "no-CI",
                 "first_last_opt": False,
             }
         )

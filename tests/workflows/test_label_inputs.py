@@ -7,9 +7,19 @@ from aiida.engine import run_get_node
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc111
 
-from aiida_reactmlip.qe_settings import dipole_settings, overlap_error, spin_settings, vacuum_thickness
-from aiida_reactmlip.workflows.label import LabelWorkChain, get_label_builder, pw_parameters, structures_from_atoms
-from aiida_reactmlip.qe_settings import load_protocol
+from aiida_reactmlip.qe_settings import (
+    dipole_settings,
+    load_protocol,
+    overlap_error,
+    spin_settings,
+    vacuum_thickness,
+)
+from aiida_reactmlip.workflows.label import (
+    LabelWorkChain,
+    get_label_builder,
+    pw_parameters,
+    structures_from_atoms,
+)
 
 
 def test_spin_settings_triplet_and_parity():

@@ -38,7 +38,8 @@ def _structure(atoms, **extras):
 
 @pytest.mark.pwx
 def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
-    band = bond_order_band([0.02, 0.25, 0.5, 0.75, 0.98])
+    # End states: H2 (0.75 Å) with the third atom 2.13 Å away, and the mirror image.
+    band = bond_order_band([0.005, 0.25, 0.5, 0.75, 0.995])
     images = orm.TrajectoryData(structurelist=[orm.StructureData(ase=a) for a in band])
     start = time.perf_counter()
     _, node = run_get_node(
@@ -48,7 +49,8 @@ def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
         pseudo_family=orm.Str(pseudo_family.label),
         protocol=orm.Str("fast"),
         multiplicity=orm.Int(2),  # H3: three electrons, a doublet
-        path_overrides=orm.Dict({"path_thr": 0.1}),
+        # Loose band (fast protocol: 0.2 eV/Å) and a lighter density cutoff (dual 4) keep this test near a minute.
+        parameter_overrides=orm.Dict({"SYSTEM": {"ecutrho": 120.0}}),
         options=orm.Dict(SERIAL),
     )
     wall = time.perf_counter() - start
@@ -109,3 +111,47 @@ def test_bad_neb_input_refused(codes, pseudo_family, inputs, match):
         run_get_node(DftNebWorkChain, code=codes["neb"], pseudo_family=orm.Str(pseudo_family.label),
                      protocol=orm.Str("fast"), **inputs())
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+@pytest.mark.pwx
+def test_band_not_converged_is_an_exit_code(codes, pseudo_family):
+    """One NEB step allowed and no restart: neb.x stops unconverged, the handlers give up, exit 401 names why."""
+    initial = _structure(h3(0.75, 2.0), multiplicity=2)
+    final = _structure(h3(2.0, 0.75), multiplicity=2)
+    _, node = run_get_node(
+        DftNebWorkChain,
+        initial=initial,
+        final=final,
+        num_images=orm.Int(3),
+        interpolation=orm.Str("linear"),
+        code=codes["neb"],
+        pseudo_family=orm.Str(pseudo_family.label),
+        protocol=orm.Str("fast"),
+        path_overrides=orm.Dict({"nstep_path": 1}),
+        parameter_overrides=orm.Dict({"SYSTEM": {"ecutrho": 120.0}}),
+        max_iterations=orm.Int(1),
+        options=orm.Dict(SERIAL),
+    )
+    assert node.exit_status == DftNebWorkChain.exit_codes.ERROR_NEB_FAILED.status
+    (neb,) = [n for n in node.called if n.process_label == "NebBaseWorkChain"]
+    assert neb.exit_status == 401  # BaseRestartWorkChain: maximum iterations exceeded
+    (calc,) = [n for n in neb.called if n.process_label == "NebCalculation"]
+    assert calc.exit_status == 502  # ERROR_NEB_CYCLE_EXCEEDED_NSTEP
+    assert f"NebBaseWorkChain<{neb.pk}> exit status 401" in node.exit_message
+    # The interpolated band went to neb.x: 3 images, the middle one halfway.
+    band = calc.inputs.images
+    assert band.numsteps == 3
+    middle = band.get_step_structure(1).get_ase()
+    assert middle.get_distance(0, 1) == pytest.approx(1.375, abs=1e-3)
+
+
+def test_get_neb_builder_from_atoms(codes, pseudo_family):
+    from aiida_reactmlip.workflows.neb import get_neb_builder
+
+    initial, final = h3(0.75, 2.1), h3(2.1, 0.75)
+    initial.info["multiplicity"] = 2
+    builder = get_neb_builder(initial, final, protocol="fast", num_images=5, code=codes["neb"],
+                              pseudo_family=pseudo_family.label)
+    assert builder.initial.base.extras.get("multiplicity") == 2
+    assert builder.num_images.value == 5 and builder.protocol.value == "fast"
+    assert builder.final.get_ase().get_distance(1, 2) == pytest.approx(0.75)
