@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", default=None,
                         help="evaluate only: comma-separated registry models (default chgnet-0.3.0,sevennet-0)")
     parser.add_argument("--repeat", type=int, default=None, help="frames_io only: runs per step (default 3)")
+    parser.add_argument("--wait-idle", type=float, default=None, metavar="SECONDS",
+                        help="before each measurement, wait up to SECONDS for the CPUs to be idle "
+                        "(default 60; 0: do not wait)")
     parser.add_argument("--results-dir", default=None, help="where to write <name>.json (default benchmarks/results)")
     return parser
 
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # only what was asked for: each benchmark keeps its own defaults for the rest
-    options = {"frames": args.frames, "repeat": args.repeat,
+    options = {"frames": args.frames, "repeat": args.repeat, "wait_idle": args.wait_idle,
                "models": [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None}
     options = {key: value for key, value in options.items() if value is not None}
     status = 0

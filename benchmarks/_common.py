@@ -132,6 +132,32 @@ def cpu_busy_fraction(interval: float = 1.0) -> float | None:
     return 1.0 - (idle1 - idle0) / (total1 - total0)
 
 
+#: default for ``--wait-idle``: how long to wait for quiet CPUs before each measured path (s)
+DEFAULT_WAIT_IDLE = 60.0
+
+
+def wait_for_idle(max_wait: float = DEFAULT_WAIT_IDLE, threshold: float = 0.15, window: float = 2.0,
+                  log=None) -> dict[str, Any]:
+    """Wait until the CPUs are less than ``threshold`` busy over ``window`` s, or ``max_wait`` s passed.
+
+    On a shared machine this gives each measured path a better chance of starting on quiet cores.
+    Returns ``{"busy_fraction": last sample, "waited_s": ..., "idle": reached threshold}``.
+    """
+    start = time.perf_counter()
+    busy = cpu_busy_fraction(window)
+    told = False
+    while busy is not None and busy >= threshold and time.perf_counter() - start < max_wait:
+        if log is not None and not told:
+            log(f"CPUs {100 * busy:.0f}% busy: waiting up to {max_wait:.0f} s for them to quieten")
+            told = True
+        busy = cpu_busy_fraction(window)
+    return {
+        "busy_fraction": busy,
+        "waited_s": time.perf_counter() - start,
+        "idle": busy is not None and busy < threshold,
+    }
+
+
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 

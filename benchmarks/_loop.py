@@ -57,12 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     energies = np.empty(len(frames))
     forces = []
     stress = np.empty((len(frames), 6))
+    frame_end = np.empty(len(frames))  # seconds since the loop started, after each frame
     start = time.perf_counter()
     for i, atoms in enumerate(frames):
         atoms.calc = calc
         energies[i] = atoms.get_potential_energy()
         forces.append(atoms.get_forces())
         stress[i] = atoms.get_stress(voigt=True)
+        frame_end[i] = time.perf_counter() - start
     evaluation_seconds = time.perf_counter() - start
 
     np.savez(
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         imports_seconds=imports_seconds,
         model_load_seconds=model_load_seconds,
         evaluation_seconds=evaluation_seconds,
+        frame_end_seconds=frame_end,
         torch_threads=torch.get_num_threads(),
     )
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import fmt_ms, fmt_s, machine_info, repeat_timed, summarize, temporary_profile
+from ._common import DEFAULT_WAIT_IDLE, fmt_s, machine_info, repeat_timed, summarize, temporary_profile, wait_for_idle
 
 NAME = "frames_io"
 DESCRIPTION = "exact extxyz write/read and LabelledDatasetData store/load (2000 frames x 40 atoms)"
@@ -49,7 +49,8 @@ def build_frames(n_frames: int, seed: int = SEED) -> list:
     return images
 
 
-def run(frames: int | None = None, repeat: int | None = None, console=None, **_: Any) -> dict[str, Any]:
+def run(frames: int | None = None, repeat: int | None = None, console=None,
+        wait_idle: float = DEFAULT_WAIT_IDLE, **_: Any) -> dict[str, Any]:
     n_frames = int(frames or DEFAULT_FRAMES)
     repeat = int(repeat or DEFAULT_REPEAT)
     log = console.log if console is not None else print
@@ -64,6 +65,7 @@ def run(frames: int | None = None, repeat: int | None = None, console=None, **_:
     images = build_frames(n_frames)
     n_atoms = len(images[0])
     log(f"frames_io: {n_frames} frames x {n_atoms} atoms, {repeat} runs each")
+    info["wait_for_idle"] = wait_for_idle(wait_idle, log=log)
 
     steps: dict[str, dict[str, Any]] = {}
 
@@ -141,9 +143,9 @@ def render(result: dict[str, Any], console) -> None:
         table.add_row(step, fmt_s(s["min_s"], 3), fmt_s(s["median_s"], 3), f"{1000 * s['min_s'] / n:.3f}",
                       f"{s['frames_per_s']:,.0f}")
     console.print(table)
-    busy = result["machine"].get("cpu_busy_fraction_at_start")
+    busy = (result["machine"].get("wait_for_idle") or {}).get("busy_fraction")
     if busy is not None and busy > 0.2:
-        console.print(f"[yellow]note: other processes kept the CPUs {100 * busy:.0f}% busy at the start: "
+        console.print(f"[yellow]note: other processes kept the CPUs {100 * busy:.0f}% busy just before measuring: "
                       "timings are slower and noisier than on an idle machine[/]")
     console.print(
         f"extxyz file {res['extxyz_file_bytes'] / 1e6:.1f} MB, node repository {res['node_repository_bytes'] / 1e6:.1f} MB; "

@@ -74,3 +74,19 @@ def h2_scan_label(codes, pseudo_family):
         options=orm.Dict(SERIAL_PW_OPTIONS),
     )
     return node
+
+
+@pytest.fixture(scope="session")
+def h2_benchmark(h2_scan_label, registry_models, codes):
+    """reactmlip.benchmark of CHGNet 0.3.0 and SevenNet-0 on the labelled H2 scan: the finished node."""
+    from aiida.engine import run_get_node
+
+    from aiida_reactmlip.workflows.benchmark import BenchmarkWorkChain
+
+    _, node = run_get_node(
+        BenchmarkWorkChain,
+        dataset=h2_scan_label.outputs.dataset,
+        models={"chgnet": registry_models["chgnet-0.3.0"], "sevennet": registry_models["sevennet-0"]},
+        runner_code=codes["runner"],
+    )
+    return node

@@ -7,6 +7,17 @@ import click
 from .root import cmd_root, with_profile
 
 
+def weights_description(spec) -> str:
+    """Where a registry model's weights come from, or how to supply them."""
+    from aiida_reactmlip.models import ModelNotAvailableError, locate_model_file
+
+    try:
+        locate_model_file(spec.name)
+    except ModelNotAvailableError:
+        return "not bundled: `reactmlip models add FILE`"
+    return f"bundled in {spec.bundled_in}"
+
+
 @cmd_root.group("models")
 def cmd_models():
     """Universal MLIPs: list the registry, store a model file."""
@@ -28,7 +39,7 @@ def cmd_models_list(stored):
     from rich.table import Table
 
     from aiida_reactmlip.data.model import MlipModelData
-    from aiida_reactmlip.models import ModelNotAvailableError, list_models, locate_model_file
+    from aiida_reactmlip.models import list_models
 
     console = Console()
     if stored:
@@ -44,12 +55,7 @@ def cmd_models_list(stored):
     for column in ("name", "family", "version", "weights", "training data"):
         table.add_column(column)
     for spec in list_models():
-        try:
-            locate_model_file(spec.name)
-            weights = f"bundled in {spec.bundled_in}"
-        except ModelNotAvailableError:
-            weights = "supply a file: reactmlip models add"
-        table.add_row(spec.name, spec.family, str(spec.version), weights, spec.training_data)
+        table.add_row(spec.name, spec.family, str(spec.version), weights_description(spec), spec.training_data)
     console.print(table)
 
 

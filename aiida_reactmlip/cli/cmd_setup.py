@@ -54,7 +54,9 @@ def cmd_status(ctx):
     from rich.table import Table
 
     from aiida_reactmlip.data.model import MlipModelData
-    from aiida_reactmlip.models import ModelNotAvailableError, list_models, locate_model_file
+    from aiida_reactmlip.models import list_models
+
+    from .cmd_models import weights_description
 
     profile = load_profile_or_fail(ctx)
     console = Console()
@@ -75,13 +77,8 @@ def cmd_status(ctx):
     for column in ("name", "family", "weights", "stored node"):
         models.add_column(column)
     for spec in list_models():
-        try:
-            locate_model_file(spec.name)
-            weights = f"bundled ({spec.bundled_in})"
-        except ModelNotAvailableError:
-            weights = "not bundled: `reactmlip models add FILE`"
         node = stored.pop(spec.name, None)
-        models.add_row(spec.name, spec.family, weights, f"pk {node.pk}" if node else "-")
+        models.add_row(spec.name, spec.family, weights_description(spec), f"pk {node.pk}" if node else "-")
     for name, node in stored.items():
         models.add_row(name, node.family, f"file {node.filename}", f"pk {node.pk}")
     console.print(models)

@@ -16,6 +16,37 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str | pathlib.Path) -> pathlib.Path:
+    """Save ``fig`` as a PNG at ``path`` and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _parity(reference: np.ndarray, predicted: dict[str, np.ndarray], label: str, path) -> pathlib.Path:
+    """Scatter each model's values against ``reference`` around the diagonal."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    reference = np.asarray(reference).ravel()
+    values = [reference] + [np.asarray(v).ravel() for v in predicted.values()]
+    low = min(float(v.min()) for v in values)
+    high = max(float(v.max()) for v in values)
+    pad = 0.05 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1)
+    for name, vals in predicted.items():
+        ax.scatter(reference, np.asarray(vals).ravel(), s=14, alpha=0.75, label=name)
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel(f"DFT {label}")
+    ax.set_ylabel(f"MLIP {label}")
+    ax.legend(frameon=False)
+    return _save(fig, path)
+
+
 def plot_energy_profile(
     coordinate: np.ndarray,
     dft_relative: np.ndarray,
@@ -38,50 +69,14 @@ def plot_energy_profile(
     ax.legend(frameon=False)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_force_parity(dft_forces: np.ndarray, predicted: dict[str, np.ndarray], path: str | pathlib.Path) -> pathlib.Path:
     """Parity plot of force components (eV/Å): model against DFT."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
-    reference = np.asarray(dft_forces).ravel()
-    limit = 1.05 * max(np.abs(reference).max(), *(np.abs(v).max() for v in predicted.values()))
-    ax.plot([-limit, limit], [-limit, limit], color="0.6", lw=1)
-    for name, values in predicted.items():
-        ax.scatter(reference, np.asarray(values).ravel(), s=12, alpha=0.7, label=name)
-    ax.set_xlim(-limit, limit)
-    ax.set_ylim(-limit, limit)
-    ax.set_xlabel("DFT force component (eV/Å)")
-    ax.set_ylabel("MLIP force component (eV/Å)")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _parity(dft_forces, predicted, "force component (eV/Å)", path)
 
 
 def plot_energy_parity(dft_relative: np.ndarray, predicted: dict[str, np.ndarray], path: str | pathlib.Path) -> pathlib.Path:
     """Parity plot of relative energies (eV): model against DFT, same reference frames for both."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
-    values = [np.asarray(dft_relative)] + [np.asarray(v) for v in predicted.values()]
-    low = min(float(v.min()) for v in values)
-    high = max(float(v.max()) for v in values)
-    pad = 0.05 * (high - low or 1.0)
-    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1)
-    for name, vals in predicted.items():
-        ax.scatter(dft_relative, vals, s=16, alpha=0.8, label=name)
-    ax.set_xlabel("DFT relative energy (eV)")
-    ax.set_ylabel("MLIP relative energy (eV)")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _parity(dft_relative, predicted, "relative energy (eV)", path)

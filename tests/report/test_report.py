@@ -6,11 +6,9 @@ import shutil
 import subprocess
 
 import pytest
-from aiida.engine import run_get_node
 from click.testing import CliRunner
 
 from aiida_reactmlip.cli import cmd_root
-from aiida_reactmlip.workflows.benchmark import BenchmarkWorkChain
 
 pytestmark = [pytest.mark.pwx, pytest.mark.mlip]
 
@@ -28,15 +26,9 @@ def chromium_executable() -> str:
 
 
 @pytest.fixture(scope="module")
-def benchmark_node(h2_scan_label, registry_models, codes):
-    _, node = run_get_node(
-        BenchmarkWorkChain,
-        dataset=h2_scan_label.outputs.dataset,
-        models={"chgnet": registry_models["chgnet-0.3.0"], "sevennet": registry_models["sevennet-0"]},
-        runner_code=codes["runner"],
-    )
-    assert node.is_finished_ok
-    return node
+def benchmark_node(h2_benchmark):
+    assert h2_benchmark.is_finished_ok, h2_benchmark.exit_message
+    return h2_benchmark
 
 
 def test_report_folder_and_browser(benchmark_node, tmp_path):

@@ -16,14 +16,9 @@ pytestmark = [pytest.mark.pwx, pytest.mark.mlip]
 
 
 @pytest.fixture(scope="module")
-def benchmark_node(h2_scan_label, registry_models, codes):
-    _, node = run_get_node(
-        BenchmarkWorkChain,
-        dataset=h2_scan_label.outputs.dataset,
-        models={"chgnet": registry_models["chgnet-0.3.0"], "sevennet": registry_models["sevennet-0"]},
-        runner_code=codes["runner"],
-    )
-    return node
+def benchmark_node(h2_benchmark):
+    assert h2_benchmark.is_finished_ok, h2_benchmark.exit_message
+    return h2_benchmark
 
 
 def test_benchmark_finishes_with_metrics_per_model(benchmark_node):
