@@ -95,6 +95,13 @@ def best_chunk_seconds_per_frame(marks: list[tuple[int, float]]) -> float | None
     return min(rates) if rates else None
 
 
+def _cpu_seconds() -> dict[str, float]:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"engine_process": own.ru_utime + own.ru_stime, "waited_children": children.ru_utime + children.ru_stime}
+
+
 def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
     """Dataset node + ``reactmlip.evaluate`` CalcJob; wall times of every step and the predictions."""
     from aiida.engine import run_get_node
@@ -114,10 +121,15 @@ def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
         # aiida-core's SQLAlchemy session warns when it autoflushes while the engine holds an unstored
         # node ("Object of type <DbNode> not in session"): harmless, and it would bury the tables
         warnings.filterwarnings("ignore", message=r"Object of type <DbNode> not in session")
+        usage_start = _cpu_seconds()
         start = time.perf_counter()
         _, node = run_get_node(EvaluateCalculation, code=code, model=model_node, dataset=dataset)
         end = time.perf_counter()
+        usage_end = _cpu_seconds()
     times["run_get_node"] = end - start
+    # CPU this process (the AiiDA engine) and the short-lived commands it waited for (the scheduler's
+    # `ps` polls, ...) used while the job ran: on a 2-core machine that competes with the runner's threads
+    engine_cpu = {key: usage_end[key] - usage_start[key] for key in usage_start}
 
     if not node.is_finished_ok:
         log = ""
@@ -162,6 +174,7 @@ def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
         "job_seconds": job_seconds,
         "timing": timing,
         "breakdown": breakdown,
+        "engine_cpu_seconds": engine_cpu,
         "progress": runner_progress(runner_log),
         "energies": np.asarray(predictions.get_array("energies")),
         "forces": np.asarray(predictions.get_array("forces")),
@@ -291,6 +304,8 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
                 "mode": calcjob["timing"].get("mode"),
                 "torch_threads": calcjob["timing"].get("torch_threads"),
                 "node_pk": calcjob["pk"],
+                # CPU of this process + its waited-for children during run_get_node (not the runner)
+                "engine_cpu_seconds": calcjob["engine_cpu_seconds"],
             },
             "loop": {
                 "total_seconds": loop["process_seconds"],
