@@ -442,3 +442,11 @@ def render(result: dict[str, Any], console) -> None:
         row += [fmt_s(total), fmt_ms(total / n)]
     breakdown.add_row(*row, style="bold")
     console.print(breakdown)
+    for name, r in result["results"].items():
+        cpu = r["calcjob"].get("engine_cpu_seconds") or {}
+        if cpu:
+            console.print(
+                f"{name}: while run_get_node ran ({fmt_s(r['calcjob']['run_get_node_seconds'], 1)} s) the AiiDA engine "
+                f"used {fmt_s(cpu.get('engine_process'))} s CPU itself and {fmt_s(cpu.get('waited_children'))} s in "
+                "the commands it ran (scheduler submit and polls): CPU the runner's threads could not use."
+            )

@@ -1,5 +1,9 @@
 """Fixtures of the OPTIMADE tests: a few labelled datasets (H2, Cu fragments with O) and the app."""
 
+import socket
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -90,3 +94,23 @@ def our_entries(datasets):
 @pytest.fixture
 def h2_images():
     return make_h2_images
+
+
+@pytest.fixture
+def loopback_server(app):
+    """uvicorn serving the app on a free 127.0.0.1 port in a thread of this process (same profile)."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
