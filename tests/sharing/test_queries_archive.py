@@ -149,12 +149,19 @@ DUMP = textwrap.dedent("""
 
 
 @pytest.mark.pwx
-def test_archive_of_study_imports_identically_into_fresh_profile(study, tmp_path):
-    from aiida.tools.archive import create_archive
+def test_archive_of_study_imports_identically_into_fresh_profile(study, tmp_path, aiida_profile):
+    from aiida.manage.configuration import get_config
 
     archive = tmp_path / "study.aiida"
     nodes = [study["workchain"], *study["metrics"].values(), study["base"], study["tuned"]]
-    create_archive(nodes, filename=str(archive))  # what `verdi archive create -N ...` runs
+    # The real `verdi archive create`, on the session's own profile.
+    session_env = {**os.environ, "AIIDA_PATH": str(pathlib.Path(get_config().dirpath).parent)}
+    created = subprocess.run(
+        [str(BIN / "verdi"), "-p", aiida_profile.name, "archive", "create", "-N", *(str(n.pk) for n in nodes),
+         "--", str(archive)],
+        env=session_env, capture_output=True, text=True, timeout=300,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
     env = {**os.environ, "AIIDA_PATH": str(tmp_path / "fresh")}
     setup = subprocess.run([str(BIN / "verdi"), "profile", "setup", "core.sqlite_dos", "-n", "--profile-name", "fresh",
                             "--email", "share@test", "--first-name", "S", "--last-name", "T", "--institution", "T",
