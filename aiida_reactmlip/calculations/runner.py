@@ -6,6 +6,8 @@ compute node that has the MLIP stack but no AiiDA profile.
 Usage::
 
     reactmlip-runner evaluate --input input.json
+    reactmlip-runner relax --input input.json     # see run_relax and RELAX_DEFAULTS
+    reactmlip-runner neb --input input.json       # see run_neb and NEB_DEFAULTS
 
 ``input.json`` (relative paths are taken relative to the directory of ``input.json``)::
 
@@ -35,7 +37,8 @@ Outputs (next to each other, by default in the directory of ``input.json``):
 
 Exit codes (see ``EXIT_CODES``): 0 ok; 10 an input file missing, unreadable or invalid;
 11 an element of the frames is not covered by the model (stderr names element and model);
-12 the model failed to load; 13 the evaluation itself failed.
+12 the model failed to load; 13 the evaluation itself failed; 14 (relax, neb) an optimisation did not
+converge within its steps (all outputs are still written).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ EXIT_INPUT = 10
 EXIT_ELEMENTS = 11
 EXIT_MODEL_LOAD = 12
 EXIT_EVALUATION = 13
+EXIT_NOT_CONVERGED = 14
 
 EXIT_CODES = {
     EXIT_OK: "ok",
@@ -79,6 +83,7 @@ EXIT_CODES = {
     EXIT_ELEMENTS: "the frames contain an element the model does not cover",
     EXIT_MODEL_LOAD: "the model failed to load",
     EXIT_EVALUATION: "the evaluation failed",
+    EXIT_NOT_CONVERGED: "an optimisation did not converge (its outputs are written)",
 }
 
 MODES = ("auto", "batched", "ase")
@@ -430,6 +435,489 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
     return timing
 
 
+# ------------------------------------------------------------------------- relax and NEB
+
+OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
+INTERPOLATIONS = ("idpp", "linear")
+
+#: Keys of a ``relax`` input file, with defaults (``family`` and ``frames_file`` are required).
+RELAX_DEFAULTS: dict[str, Any] = {
+    "model_file": None,
+    "model_name": None,
+    "device": "cpu",
+    "num_threads": None,
+    "dtype": None,
+    "optimizer": "BFGS",
+    "fmax": 0.05,
+    "max_steps": 200,
+    "relax_cell": False,
+    "fixed_atoms": {},
+    "output_file": "relaxed.extxyz",
+    "results_file": "results.json",
+    "trajectory_file": "trajectory.npz",
+}
+
+#: Keys of a ``neb`` input file, with defaults (``family`` and ``frames_file`` are required).
+NEB_DEFAULTS: dict[str, Any] = {
+    "model_file": None,
+    "model_name": None,
+    "device": "cpu",
+    "num_threads": None,
+    "dtype": None,
+    "n_images": 5,
+    "climb": True,
+    "fmax": 0.05,
+    "max_steps": 300,
+    "optimizer": "FIRE",
+    "relax_endpoints": False,
+    "endpoint_fmax": None,
+    "endpoint_max_steps": 200,
+    "interpolation": "idpp",
+    "fixed_atoms": [],
+    "output_file": "band.extxyz",
+    "results_file": "profile.json",
+}
+
+
+def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r} does not exist") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r} is unreadable: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RunnerError(EXIT_INPUT, f"input file {str(path)!r} must hold a JSON object")
+    return raw
+
+
+def _as_index_list(value: Any, what: str) -> list[int]:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= 0 for i in value
+    ):
+        raise ValueError(f"{what} must be a list of atom indices (integers >= 0), got {value!r}")
+    return sorted({int(i) for i in value})
+
+
+def read_task_input(input_file: str | os.PathLike, task: str) -> dict[str, Any]:
+    """The validated parameters of a ``relax`` or ``neb`` input file, defaults filled, paths resolved."""
+    defaults = {"relax": RELAX_DEFAULTS, "neb": NEB_DEFAULTS}[task]
+    path = pathlib.Path(input_file)
+    raw = _read_json_object(path)
+
+    def invalid(message: str) -> RunnerError:
+        return RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {message}")
+
+    unknown = sorted(set(raw) - set(defaults) - {"family", "frames_file"})
+    if unknown:
+        raise invalid(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(['family', 'frames_file', *defaults])}")
+    params = {**defaults, **raw}
+    if not params.get("family") and params.get("model_name"):
+        try:
+            params["family"] = get_model_spec(params["model_name"]).family
+        except UnknownModelError:
+            pass
+    for key in ("family", "frames_file"):
+        if not params.get(key):
+            raise invalid(f"{key!r} is required")
+    try:
+        params["family"] = normalize_family(params["family"])
+    except ValueError as exc:
+        raise invalid(str(exc)) from exc
+    optimizer = str(params["optimizer"]).upper()
+    if optimizer not in OPTIMIZERS:
+        raise invalid(f"optimizer must be one of {OPTIMIZERS}, got {params['optimizer']!r}")
+    params["optimizer"] = optimizer
+    try:
+        params["fmax"] = float(params["fmax"])
+        if not params["fmax"] > 0:
+            raise ValueError(f"fmax must be > 0 eV/A, got {params['fmax']}")
+        params["max_steps"] = int(params["max_steps"])
+        if params["max_steps"] < 0:
+            raise ValueError(f"max_steps must be >= 0, got {params['max_steps']}")
+        if params["num_threads"] is not None:
+            params["num_threads"] = int(params["num_threads"])
+            if params["num_threads"] < 1:
+                raise ValueError("num_threads must be >= 1")
+        if task == "relax":
+            params["relax_cell"] = bool(params["relax_cell"])
+            fixed = params["fixed_atoms"] or {}
+            if not isinstance(fixed, dict):
+                raise ValueError(f"fixed_atoms must map a frame index to a list of atom indices, got {fixed!r}")
+            params["fixed_atoms"] = {int(k): _as_index_list(v, f"fixed_atoms[{k}]") for k, v in fixed.items()}
+        else:
+            params["n_images"] = int(params["n_images"])
+            if params["n_images"] < 1:
+                raise ValueError(f"n_images (images between the end states) must be >= 1, got {params['n_images']}")
+            params["climb"] = bool(params["climb"])
+            params["relax_endpoints"] = bool(params["relax_endpoints"])
+            params["endpoint_fmax"] = float(params["endpoint_fmax"] or params["fmax"])
+            params["endpoint_max_steps"] = int(params["endpoint_max_steps"])
+            if params["interpolation"] not in INTERPOLATIONS:
+                raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {params['interpolation']!r}")
+            params["fixed_atoms"] = _as_index_list(params["fixed_atoms"] or [], "fixed_atoms")
+    except (TypeError, ValueError) as exc:
+        raise invalid(str(exc)) from exc
+
+    if params["model_file"] is None:
+        if not params.get("model_name"):
+            raise invalid("'model_file' (or a registered 'model_name') is required")
+        try:
+            params["model_file"] = str(locate_model_file(params["model_name"]))
+        except (UnknownModelError, ModelNotAvailableError) as exc:
+            raise RunnerError(EXIT_INPUT, str(exc)) from exc
+    base = path.resolve().parent
+    file_keys = ["model_file", "frames_file", "output_file", "results_file"]
+    if task == "relax":
+        file_keys.append("trajectory_file")
+    for key in file_keys:
+        value = pathlib.Path(os.path.expanduser(str(params[key])))
+        params[key] = value if value.is_absolute() else base / value
+    if params["model_name"] is None:
+        params["model_name"] = params["model_file"].name
+    return params
+
+
+def _load_frames_and_calculator(params: dict[str, Any], task: str):
+    """(frames, images, calculator, model info, load seconds) for ``params``; RunnerError on failure."""
+    from aiida_reactmlip.frames import read_extxyz
+
+    frames_file: pathlib.Path = params["frames_file"]
+    model_file: pathlib.Path = params["model_file"]
+    if not frames_file.is_file():
+        raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} does not exist")
+    try:
+        frames = read_extxyz(frames_file)
+        images = frames.to_atoms()
+    except (OSError, ValueError) as exc:
+        raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} is unreadable: {exc}") from exc
+    if not images:
+        raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} holds no frame")
+    if not model_file.is_file():
+        raise RunnerError(EXIT_INPUT, f"model file {str(model_file)!r} does not exist")
+
+    import torch
+
+    if params["num_threads"]:
+        torch.set_num_threads(params["num_threads"])
+    _log(
+        f"reactmlip-runner {task}: family={params['family']} model={params['model_name']} file={model_file.name} "
+        f"frames={len(images)} device={params['device']} torch_threads={torch.get_num_threads()}"
+    )
+    load_start = time.perf_counter()
+    try:
+        info = describe_model_file(params["family"], model_file)
+    except ModelError as exc:
+        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
+    symbols = sorted({str(s) for atoms in images for s in atoms.get_chemical_symbols()})
+    try:
+        check_elements(params["model_name"], info["elements"], symbols)
+    except ElementNotCoveredError as exc:
+        raise RunnerError(EXIT_ELEMENTS, str(exc)) from exc
+    try:
+        calc = load_calculator(params["family"], model_file, device=params["device"], dtype=params["dtype"])
+    except ModelError as exc:
+        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
+    except ValueError as exc:
+        raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
+    load_seconds = time.perf_counter() - load_start
+    _log(f"model loaded in {load_seconds:.2f} s")
+    for atoms in images:
+        atoms.calc = None  # input labels are not used
+    return frames, images, calc, info, load_seconds
+
+
+def frame_fixed_atoms(info: dict[str, Any], extra: list[int] | None, n_atoms: int, what: str) -> list[int]:
+    """Atom indices to keep fixed: ``extra`` plus a ``fixed_atoms`` frame-info entry (a JSON list string)."""
+    fixed = set(extra or [])
+    carried = info.get("fixed_atoms")
+    if carried is not None:
+        try:
+            value = json.loads(carried) if isinstance(carried, str) else carried
+            fixed.update(_as_index_list(value, f"{what}: info fixed_atoms"))
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise RunnerError(EXIT_INPUT, f"{what}: info 'fixed_atoms' is not a JSON list of atom indices: {exc}") from exc
+    bad = sorted(i for i in fixed if i >= n_atoms)
+    if bad:
+        raise RunnerError(EXIT_INPUT, f"{what}: fixed atom index(es) {bad} out of range for {n_atoms} atoms")
+    return sorted(fixed)
+
+
+def _optimizer_class(name: str):
+    from ase.optimize import BFGS, FIRE, LBFGS
+
+    return {"BFGS": BFGS, "FIRE": FIRE, "LBFGS": LBFGS}[name]
+
+
+def _max_force(atoms) -> float:
+    """Largest force norm (eV/A) on the atoms that are free to move (constraints applied)."""
+    forces = atoms.get_forces()  # FixAtoms zeroes the fixed atoms
+    return float(np.sqrt((forces**2).sum(axis=1)).max()) if len(atoms) else 0.0
+
+
+def _labelled_frame(atoms, calc, info: dict[str, Any]):
+    """A copy of ``atoms`` carrying the model's energy, raw forces (eV/A) and stress (3D periodic) and ``info``."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms.calc = calc
+    results = {"energy": float(atoms.get_potential_energy()), "forces": atoms.get_forces(apply_constraint=False)}
+    if is_periodic_3d(atoms):
+        results["stress"] = atoms.get_stress(voigt=True)
+    out = atoms.copy()
+    out.constraints = []
+    out.info = dict(info)
+    out.calc = SinglePointCalculator(out, **results)
+    return out
+
+
+def _mlip_info(info: dict[str, Any], role: str, model_name: str) -> dict[str, Any]:
+    """Frame info of an MLIP-made frame: a DFT ``source_uuid`` is kept as ``initial_source_uuid``."""
+    out = {k: v for k, v in info.items() if k != "source_uuid"}
+    if "source_uuid" in info:
+        out["initial_source_uuid"] = info["source_uuid"]
+    out["role"] = role
+    out["model_name"] = model_name
+    return out
+
+
+def run_relax(params: dict[str, Any]) -> dict[str, Any]:
+    """Relax every frame with the model (ASE optimiser, fixed atoms kept fixed); write the outputs.
+
+    Writes ``relaxed.extxyz`` (relaxed frames labelled with the model's energy in eV, forces in eV/A and,
+    for 3D-periodic frames, stress in eV/A^3; info ``role="mlip_relaxed"``), ``results.json`` (per frame:
+    converged, steps, fmax eV/A, energy eV, fixed atoms, seconds) and ``trajectory.npz`` (``energies_<i>``
+    and ``fmax_<i>`` per optimiser step of frame i). Raises :class:`RunnerError` with exit code
+    :data:`EXIT_NOT_CONVERGED` *after* writing them when a frame did not reach ``fmax``.
+    """
+    from ase.constraints import FixAtoms
+    from ase.filters import FrechetCellFilter
+
+    from aiida_reactmlip.frames import Frames, write_extxyz
+
+    wall_start = time.perf_counter()
+    frames, images, calc, info, load_seconds = _load_frames_and_calculator(params, "relax")
+    n_frames = len(images)
+    bad = sorted(i for i in params["fixed_atoms"] if i >= n_frames)
+    if bad:
+        raise RunnerError(EXIT_INPUT, f"fixed_atoms names frame(s) {bad} but there are {n_frames} frames")
+    fixed_per_frame = [
+        frame_fixed_atoms(frames.info[i], params["fixed_atoms"].get(i), len(images[i]), f"frame {i}")
+        for i in range(n_frames)
+    ]
+    if params["relax_cell"]:
+        flat = [i for i, atoms in enumerate(images) if not is_periodic_3d(atoms)]
+        if flat:
+            raise RunnerError(EXIT_INPUT, f"relax_cell needs 3D-periodic frames; frame(s) {flat} are not")
+    optimizer_class = _optimizer_class(params["optimizer"])
+
+    relaxed, results, trajectory = [], [], {}
+    run_start = time.perf_counter()
+    try:
+        for i, atoms in enumerate(images):
+            start = time.perf_counter()
+            atoms.calc = calc
+            if fixed_per_frame[i]:
+                atoms.set_constraint(FixAtoms(indices=fixed_per_frame[i]))
+            target = FrechetCellFilter(atoms) if params["relax_cell"] else atoms
+            energies, fmaxes = [], []
+
+            def record(atoms=atoms, energies=energies, fmaxes=fmaxes):
+                energies.append(float(atoms.get_potential_energy()))
+                fmaxes.append(_max_force(atoms))
+
+            optimizer = optimizer_class(target, logfile=None)
+            optimizer.attach(record, interval=1)
+            optimizer.run(fmax=params["fmax"], steps=params["max_steps"])
+            final_fmax = _max_force(atoms)
+            # ASE's criterion, on what the optimiser moves (with relax_cell: atoms and the cell)
+            target_forces = target.get_forces()
+            converged = bool((target_forces**2).sum(axis=1).max() < params["fmax"] ** 2)
+            steps = int(optimizer.nsteps)
+            frame_info = _mlip_info(frames.info[i], "mlip_relaxed", params["model_name"])
+            frame_info.update(converged=converged, steps=steps)
+            if fixed_per_frame[i]:
+                frame_info["fixed_atoms"] = json.dumps(fixed_per_frame[i])
+            relaxed.append(_labelled_frame(atoms, calc, frame_info))
+            seconds = time.perf_counter() - start
+            results.append({
+                "converged": converged,
+                "steps": steps,
+                "fmax": final_fmax,
+                "energy": float(relaxed[-1].get_potential_energy()),
+                "n_atoms": len(atoms),
+                "fixed_atoms": fixed_per_frame[i],
+                "seconds": seconds,
+            })
+            trajectory[f"energies_{i}"] = np.asarray(energies, dtype=float)
+            trajectory[f"fmax_{i}"] = np.asarray(fmaxes, dtype=float)
+            _log(f"frame {i}: {'converged' if converged else 'NOT converged'} in {steps} steps, "
+                 f"fmax {final_fmax:.4f} eV/A, energy {results[-1]['energy']:.6f} eV, {seconds:.2f} s")
+    except RunnerError:
+        raise
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        raise RunnerError(EXIT_EVALUATION, f"relaxation failed: {type(exc).__name__}: {exc}") from exc
+    run_seconds = time.perf_counter() - run_start
+
+    params["output_file"].parent.mkdir(parents=True, exist_ok=True)
+    tmp = params["output_file"].with_name(params["output_file"].name + ".tmp")
+    write_extxyz(Frames.from_atoms(relaxed), tmp)
+    os.replace(tmp, params["output_file"])
+    _write_npz(params["trajectory_file"], **trajectory)
+    not_converged = [i for i, r in enumerate(results) if not r["converged"]]
+    summary = {
+        "task": "relax",
+        "frames": results,
+        "n_frames": n_frames,
+        "n_converged": n_frames - len(not_converged),
+        "not_converged": not_converged,
+        "settings": {k: params[k] for k in ("optimizer", "fmax", "max_steps", "relax_cell")},
+        "family": params["family"],
+        "model_name": params["model_name"],
+        "model": {key: info[key] for key in ("n_elements", "cutoff", "dtype", "n_parameters", "sha256")},
+        "model_load_seconds": load_seconds,
+        "relax_seconds": run_seconds,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "versions": _package_versions(params["family"]),
+    }
+    _write_json(params["results_file"], summary)
+    _log(f"done: {n_frames - len(not_converged)}/{n_frames} frames converged in {run_seconds:.2f} s")
+    if not_converged:
+        raise RunnerError(
+            EXIT_NOT_CONVERGED,
+            f"frame(s) {not_converged} did not reach fmax {params['fmax']} eV/A within {params['max_steps']} steps",
+        )
+    return summary
+
+
+def run_neb(params: dict[str, Any]) -> dict[str, Any]:
+    """Climbing-image NEB with the model (ASE ``ase.mep.NEB``, one shared calculator); write the outputs.
+
+    The frames are the end states (2 frames: ``n_images`` images are interpolated between them, idpp or
+    linear) or a whole initial band (3 or more frames: used as given). Writes ``band.extxyz`` (the final
+    images labelled with the model's energies in eV and forces in eV/A, info ``role="mlip_neb_image"``)
+    and ``profile.json`` (energies, relative energies, forward and reverse barrier, reaction energy in
+    eV, highest image, converged, steps). Raises :class:`RunnerError` with :data:`EXIT_NOT_CONVERGED`
+    after writing them when the band did not reach ``fmax``.
+    """
+    from ase.constraints import FixAtoms
+    from ase.mep import NEB
+
+    from aiida_reactmlip.frames import Frames, write_extxyz
+
+    wall_start = time.perf_counter()
+    frames, images, calc, info, load_seconds = _load_frames_and_calculator(params, "neb")
+    if len(images) < 2:
+        raise RunnerError(EXIT_INPUT, f"NEB needs at least the two end states, got {len(images)} frame(s)")
+    first = images[0]
+    for k, atoms in enumerate(images[1:], start=1):
+        if len(atoms) != len(first) or not np.array_equal(atoms.numbers, first.numbers):
+            raise RunnerError(EXIT_INPUT, f"frame {k} has other atoms than frame 0 (same atoms in the same order needed)")
+        if not np.allclose(atoms.cell[:], first.cell[:]) or not np.array_equal(atoms.pbc, first.pbc):
+            raise RunnerError(EXIT_INPUT, f"frame {k} has another cell or pbc than frame 0")
+    fixed = frame_fixed_atoms(frames.info[0], params["fixed_atoms"], len(first), "frame 0")
+    for k in range(1, len(images)):
+        fixed = sorted(set(fixed) | set(frame_fixed_atoms(frames.info[k], [], len(first), f"frame {k}")))
+    optimizer_class = _optimizer_class(params["optimizer"])
+
+    def constrain(atoms):
+        if fixed:
+            atoms.set_constraint(FixAtoms(indices=fixed))
+        return atoms
+
+    start = time.perf_counter()
+    endpoint_results = []
+    try:
+        endpoints = [constrain(images[0].copy()), constrain(images[-1].copy())]
+        for label, atoms in zip(("initial", "final"), endpoints):
+            atoms.calc = calc
+            steps, converged = 0, None
+            if params["relax_endpoints"]:
+                optimizer = optimizer_class(atoms, logfile=None)
+                optimizer.run(fmax=params["endpoint_fmax"], steps=params["endpoint_max_steps"])
+                steps = int(optimizer.nsteps)
+                converged = bool(_max_force(atoms) < params["endpoint_fmax"])
+            endpoint_results.append({
+                "end_state": label, "relaxed": params["relax_endpoints"], "steps": steps, "converged": converged,
+                "fmax": _max_force(atoms), "energy": float(atoms.get_potential_energy()),
+            })
+            _log(f"{label} state: energy {endpoint_results[-1]['energy']:.6f} eV, fmax "
+                 f"{endpoint_results[-1]['fmax']:.4f} eV/A" + (f", relaxed in {steps} steps" if steps else ""))
+        if len(images) == 2:
+            band = [endpoints[0]] + [constrain(endpoints[0].copy()) for _ in range(params["n_images"])] + [endpoints[1]]
+            interpolated = True
+        else:
+            band = [endpoints[0]] + [constrain(atoms.copy()) for atoms in images[1:-1]] + [endpoints[1]]
+            interpolated = False
+        for atoms in band:
+            atoms.calc = calc
+        neb = NEB(band, climb=params["climb"], allow_shared_calculator=True)
+        if interpolated:
+            neb.interpolate(params["interpolation"], apply_constraint=True)
+        optimizer = optimizer_class(neb, logfile=None)
+        optimizer.run(fmax=params["fmax"], steps=params["max_steps"])
+        steps = int(optimizer.nsteps)
+        neb_fmax = float(np.sqrt((neb.get_forces() ** 2).sum(axis=1)).max())
+        converged = bool(neb_fmax < params["fmax"])
+        labelled = []
+        for k, atoms in enumerate(band):
+            frame_info = _mlip_info(frames.info[0] if k == 0 else frames.info[-1] if k == len(band) - 1 else {},
+                                    "mlip_neb_image", params["model_name"])
+            frame_info["image"] = k
+            if fixed:
+                frame_info["fixed_atoms"] = json.dumps(fixed)
+            labelled.append(_labelled_frame(atoms, calc, frame_info))
+    except RunnerError:
+        raise
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        raise RunnerError(EXIT_EVALUATION, f"NEB failed: {type(exc).__name__}: {exc}") from exc
+    neb_seconds = time.perf_counter() - start
+
+    energies = np.array([a.get_potential_energy() for a in labelled], dtype=float)
+    relative = energies - energies[0]
+    highest = int(np.argmax(energies))
+    profile = {
+        "task": "neb",
+        "energies": energies.tolist(),
+        "relative_energies": relative.tolist(),
+        "barrier": float(energies.max() - energies[0]),
+        "reverse_barrier": float(energies.max() - energies[-1]),
+        "reaction_energy": float(energies[-1] - energies[0]),
+        "highest_image": highest,
+        "n_images": len(band),
+        "n_intermediate": len(band) - 2,
+        "interpolated": interpolated,
+        "converged": converged,
+        "steps": steps,
+        "fmax": neb_fmax,
+        "fixed_atoms": fixed,
+        "end_states": endpoint_results,
+        "settings": {k: params[k] for k in ("n_images", "climb", "fmax", "max_steps", "optimizer",
+                                             "relax_endpoints", "endpoint_fmax", "interpolation")},
+        "family": params["family"],
+        "model_name": params["model_name"],
+        "model": {key: info[key] for key in ("n_elements", "cutoff", "dtype", "n_parameters", "sha256")},
+        "model_load_seconds": load_seconds,
+        "neb_seconds": neb_seconds,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "versions": _package_versions(params["family"]),
+    }
+    params["output_file"].parent.mkdir(parents=True, exist_ok=True)
+    tmp = params["output_file"].with_name(params["output_file"].name + ".tmp")
+    write_extxyz(Frames.from_atoms(labelled), tmp)
+    os.replace(tmp, params["output_file"])
+    _write_json(params["results_file"], profile)
+    _log(f"done: NEB {'converged' if converged else 'NOT converged'} in {steps} steps (fmax {neb_fmax:.4f} eV/A), "
+         f"barrier {profile['barrier']:.4f} eV at image {highest}, reaction energy {profile['reaction_energy']:.4f} eV, "
+         f"{neb_seconds:.2f} s")
+    if not converged:
+        raise RunnerError(
+            EXIT_NOT_CONVERGED, f"the band did not reach fmax {params['fmax']} eV/A within {params['max_steps']} steps"
+        )
+    return profile
+
+
 # ---------------------------------------------------------------------------------------- CLI
 
 
@@ -442,6 +930,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     evaluate = sub.add_parser("evaluate", help="energies, forces and stress of every frame of an extxyz file")
     evaluate.add_argument("--input", "-i", required=True, help="JSON file with the run parameters")
+    relax = sub.add_parser(
+        "relax",
+        help="relax every frame with the MLIP (ASE optimiser, fixed atoms kept fixed)",
+        description="Relax every frame of an extxyz file with the MLIP. Example input.json: "
+        '{"family": "chgnet", "model_name": "chgnet-0.3.0", "frames_file": "frames.extxyz", '
+        '"optimizer": "BFGS", "fmax": 0.05, "max_steps": 200, "fixed_atoms": {"0": [0, 1]}}',
+    )
+    relax.add_argument("--input", "-i", required=True, help="JSON file with the run parameters")
+    neb = sub.add_parser(
+        "neb",
+        help="climbing-image NEB between two end states (or along a given band) with the MLIP",
+        description="Climbing-image NEB with the MLIP (ase.mep.NEB). Example input.json: "
+        '{"family": "chgnet", "model_name": "chgnet-0.3.0", "frames_file": "ends.extxyz", "n_images": 5, '
+        '"climb": true, "fmax": 0.05, "max_steps": 300, "relax_endpoints": true, "interpolation": "idpp"}',
+    )
+    neb.add_argument("--input", "-i", required=True, help="JSON file with the run parameters")
     return parser
 
 
@@ -466,6 +970,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "evaluate":
             run_evaluate(read_input(args.input))
+        elif args.command == "relax":
+            run_relax(read_task_input(args.input, "relax"))
+        elif args.command == "neb":
+            run_neb(read_task_input(args.input, "neb"))
     except RunnerError as exc:
         print(f"reactmlip-runner: error: {exc}", file=sys.stderr, flush=True)
         write_status(args.input, exc.exit_code, str(exc))

@@ -37,3 +37,20 @@ __all__ = [
     "relative_energies",
     "stress_metrics",
 ]
+from .reactive import (
+    LEFT_SITE_LATERAL_A,
+    adsorption_energy_errors,
+    barrier_error,
+    reaction_energy_error,
+    site_preference,
+    structural_stability,
+)
+
+__all__ += [
+    "LEFT_SITE_LATERAL_A",
+    "adsorption_energy_errors",
+    "barrier_error",
+    "reaction_energy_error",
+    "site_preference",
+    "structural_stability",
+]
