@@ -104,8 +104,47 @@ def compute_metrics(
         dft.pop("stress")
     result = compare(dft, pred, n_atoms=frames.n_atoms, groups=frame_groups(frames), reference=reference,
                      numbers=numbers, train_mask=train_mask)
+    result.update(system_metrics(frames, pred, reference))
     if model is not None:
         result.update({"model_name": model.model_name, "model_family": model.family, "model_uuid": model.uuid,
                        "model_sha256": model.sha256})
     result["dataset_uuid"] = dataset.uuid
     return orm.Dict(result)
+
+
+def system_metrics(frames: Frames, pred: dict, reference: str) -> dict:
+    """Metrics per system (``per_system``), reactive metrics (``reactive``) and their leaderboard summaries.
+
+    A system whose metrics cannot be computed (e.g. a single frame, nothing to compare relative
+    energies with) gets ``{"error": reason}``: stated, never silently dropped.
+    """
+    from aiida_reactmlip.metrics import compare
+    from aiida_reactmlip.metrics.by_system import reactive_metrics_by_system
+
+    systems: dict[str, list[int]] = {}
+    for index, info in enumerate(frames.info):
+        systems.setdefault(str(info.get("system", "")), []).append(index)
+    per_system = {}
+    for system, indices in systems.items():
+        subset = frames.subset(indices)
+        atom_rows = np.concatenate(
+            [np.arange(frames.offsets[i], frames.offsets[i] + frames.n_atoms[i]) for i in indices]
+        )
+        dft = {"energies": subset.energies, "forces": subset.forces}
+        sub_pred = {"energies": np.asarray(pred["energies"])[indices], "forces": np.asarray(pred["forces"])[atom_rows]}
+        try:
+            per_system[system] = compare(dft, sub_pred, n_atoms=subset.n_atoms, groups=frame_groups(subset),
+                                         reference=reference if reference.startswith("relative") else "relative:min")
+        except ValueError as exception:
+            per_system[system] = {"error": str(exception)}
+    reactive = reactive_metrics_by_system(frames, pred["energies"])
+    summary: dict = {"per_system": per_system, "reactive": reactive}
+    adsorption = [r["adsorption_energy_mae_eV"] for r in reactive.values() if r.get("kind") == "adsorption"]
+    barriers = [r["barrier_abs_error_eV"] for r in reactive.values() if r.get("kind") == "path"]
+    if adsorption:
+        summary["adsorption_energy_mae"] = float(np.mean(adsorption))
+        summary["site_order_agrees"] = int(sum(bool(r["site_most_stable_agrees"]) for r in reactive.values()
+                                               if r.get("kind") == "adsorption"))
+    if barriers:
+        summary["barrier_mae"] = float(np.mean(barriers))
+    return summary

@@ -680,6 +680,52 @@ def _mlip_info(info: dict[str, Any], role: str, model_name: str) -> dict[str, An
     return out
 
 
+def _memoizing_calculator(calc, size: int = 16):
+    """An ASE calculator that answers from a cache of the last ``size`` states before asking ``calc``.
+
+    With one calculator shared by all NEB images, ASE recomputes the end states on every step and an
+    image more than once per step (every call looks like a new state to the shared calculator); keyed
+    on numbers, positions, cell and pbc, each state is evaluated once. Forces are stored unconstrained
+    (ASE applies constraints on top).
+    """
+    from collections import OrderedDict
+
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class MemoCalculator(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+        def __init__(self):
+            super().__init__()
+            self.inner = calc
+            self.cache: OrderedDict = OrderedDict()
+            self.n_evaluations = 0
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            atoms = self.atoms
+            key = (atoms.numbers.tobytes(), atoms.positions.tobytes(), np.asarray(atoms.cell[:]).tobytes(),
+                   np.asarray(atoms.pbc).tobytes())
+            want_stress = "stress" in properties and is_periodic_3d(atoms)
+            cached = self.cache.get(key)
+            if cached is None or (want_stress and "stress" not in cached):
+                probe = atoms.copy()
+                probe.constraints = []
+                probe.calc = self.inner
+                cached = {"energy": float(probe.get_potential_energy()), "forces": probe.get_forces().copy()}
+                cached["free_energy"] = cached["energy"]
+                if want_stress:
+                    cached["stress"] = probe.get_stress(voigt=True).copy()
+                self.n_evaluations += 1
+                self.cache[key] = cached
+                while len(self.cache) > size:
+                    self.cache.popitem(last=False)
+            self.cache.move_to_end(key)
+            self.results = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in cached.items()}
+
+    return MemoCalculator()
+
+
 def run_relax(params: dict[str, Any]) -> dict[str, Any]:
     """Relax every frame with the model (ASE optimiser, fixed atoms kept fixed); write the outputs.
 
@@ -709,6 +755,7 @@ def run_relax(params: dict[str, Any]) -> dict[str, Any]:
         if flat:
             raise RunnerError(EXIT_INPUT, f"relax_cell needs 3D-periodic frames; frame(s) {flat} are not")
     optimizer_class = _optimizer_class(params["optimizer"])
+    calc = _memoizing_calculator(calc)
 
     relaxed, results, trajectory = [], [], {}
     run_start = time.perf_counter()
@@ -777,6 +824,7 @@ def run_relax(params: dict[str, Any]) -> dict[str, Any]:
         "model": {key: info[key] for key in ("n_elements", "cutoff", "dtype", "n_parameters", "sha256")},
         "model_load_seconds": load_seconds,
         "relax_seconds": run_seconds,
+        "n_evaluations": calc.n_evaluations,
         "wall_seconds": time.perf_counter() - wall_start,
         "versions": _package_versions(params["family"]),
     }
@@ -819,6 +867,7 @@ def run_neb(params: dict[str, Any]) -> dict[str, Any]:
     for k in range(1, len(images)):
         fixed = sorted(set(fixed) | set(frame_fixed_atoms(frames.info[k], [], len(first), f"frame {k}")))
     optimizer_class = _optimizer_class(params["optimizer"])
+    calc = _memoizing_calculator(calc)
 
     def constrain(atoms):
         if fixed:
@@ -900,6 +949,7 @@ def run_neb(params: dict[str, Any]) -> dict[str, Any]:
         "model": {key: info[key] for key in ("n_elements", "cutoff", "dtype", "n_parameters", "sha256")},
         "model_load_seconds": load_seconds,
         "neb_seconds": neb_seconds,
+        "n_evaluations": calc.n_evaluations,
         "wall_seconds": time.perf_counter() - wall_start,
         "versions": _package_versions(params["family"]),
     }

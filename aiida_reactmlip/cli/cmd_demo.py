@@ -36,7 +36,7 @@ def print_leaderboard(node, console) -> None:
 
     rows = node.outputs.leaderboard["rows"]
     table = Table(title=f"Zero-shot error against pw.x ({node.label})")
-    for header in headers():
+    for header in headers(rows):
         table.add_column(header, justify="right")
     table.add_column("metrics pk", justify="right")
     from aiida import orm

@@ -79,7 +79,7 @@ def write_benchmark_report(node, output: str | pathlib.Path) -> dict[str, pathli
 
 
 def _html(node, rows, reference_note: str, profiles: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers())
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers(rows))
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in format_rows(rows)
     )

@@ -132,6 +132,8 @@ LEADERBOARD_COLUMNS = (
     "force_rmse",
     "force_cosine_similarity",
     "stress_mae",
+    "adsorption_energy_mae",
+    "barrier_mae",
 )
 
 

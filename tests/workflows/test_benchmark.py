@@ -36,6 +36,9 @@ def test_benchmark_finishes_with_metrics_per_model(benchmark_node):
         assert 0.0 < metrics["energy_mae_per_atom"] < 2.0
         assert metrics["force_cosine_similarity"] > 0.9  # H2 forces lie along the bond for every model
         assert metrics["model_uuid"] in {m.uuid for m in node.inputs.models.values()}
+        # One system: its own metrics equal the dataset's; a bond scan has no reactive metrics.
+        assert metrics["per_system"]["h2-dissociation"]["force_mae"] == pytest.approx(metrics["force_mae"], rel=1e-12)
+        assert metrics["reactive"] == {}
 
 
 def test_predictions_match_the_ase_calculator_and_metrics_are_recomputable(benchmark_node, registry_models):
