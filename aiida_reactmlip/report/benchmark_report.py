@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 
-from aiida_reactmlip.report.plots import plot_energy_parity, plot_energy_profile, plot_force_parity
+from aiida_reactmlip.report.plots import plot_energy_parity, plot_energy_profile, plot_force_parity, plot_site_energies
 from aiida_reactmlip.report.tables import format_rows, headers, to_csv, to_markdown
 
 
@@ -71,6 +71,20 @@ def write_benchmark_report(node, output: str | pathlib.Path) -> dict[str, pathli
         )
         files[path.name] = path
         profiles.append(path.name)
+    sites_plots = []
+    reactive = {key: node.outputs.metrics[key].get_dict().get("reactive", {}) for key in node.outputs.metrics}
+    systems = sorted({system for per_model in reactive.values() for system, r in per_model.items()
+                      if r.get("kind") == "adsorption"})
+    for system in systems:
+        first = next(per_model[system] for per_model in reactive.values() if system in per_model)
+        predicted_sites = {node.outputs.metrics[key]["model_name"]: per_model[system]["model_adsorption_energies_eV"]
+                           for key, per_model in sorted(reactive.items()) if system in per_model}
+        path = output / f"site_energies_{system}.png"
+        plot_site_energies(first["sites"], first["dft_adsorption_energies_eV"], predicted_sites, path,
+                           title=f"{system}: {first['definition']}")
+        files[path.name] = path
+        sites_plots.append(path.name)
+    profiles = profiles + sites_plots
     files["energy_parity.png"] = plot_energy_parity(dft_rel, predicted_rel, output / "energy_parity.png")
     files["force_parity.png"] = plot_force_parity(frames.forces, predicted_forces, output / "force_parity.png")
     files["index.html"] = output / "index.html"

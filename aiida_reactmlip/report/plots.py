@@ -80,3 +80,24 @@ def plot_force_parity(dft_forces: np.ndarray, predicted: dict[str, np.ndarray], 
 def plot_energy_parity(dft_relative: np.ndarray, predicted: dict[str, np.ndarray], path: str | pathlib.Path) -> pathlib.Path:
     """Parity plot of relative energies (eV): model against DFT, same reference frames for both."""
     return _parity(dft_relative, predicted, "relative energy (eV)", path)
+
+
+def plot_site_energies(
+    sites: list[str], dft: np.ndarray, predicted: dict[str, np.ndarray], path: str | pathlib.Path, title: str = ""
+) -> pathlib.Path:
+    """Adsorption energy (eV) per site: DFT and each model side by side."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
+    series = {"DFT (pw.x)": np.asarray(dft), **{k: np.asarray(v) for k, v in predicted.items()}}
+    width = 0.8 / len(series)
+    x = np.arange(len(sites))
+    for k, (name, values) in enumerate(series.items()):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=name,
+               color="k" if k == 0 else None)
+    ax.set_xticks(x, sites)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_ylabel("adsorption energy (eV)")
+    ax.legend(frameon=False)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
