@@ -8,7 +8,7 @@ A campaign file (``workchains/NAME.yaml``)::
     systems:
       - h2-dissociation                      # a library name, or
       - {name: h-on-cu111, params: {size: [2, 2, 3]}, roles: [reference, final]}
-    models: [chgnet-0.3.0, sevennet-0]
+    models: [chgnet-0.3.0, sevennet-0]       # or `all`: every model whose weights ship in a PyPI package
     protocol: fast                           # fast | moderate | precise
     pseudo_family: reactmlip/debian-pbe      # optional: chosen by elements when left out
     pw_processes: 1                          # MPI ranks per pw.x job
@@ -76,6 +76,12 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
         if request.name not in available:
             raise ValueError(f"{path}: unknown system {request.name!r}; see `reactmlip systems list`")
         systems.append(request)
+    if data["models"] == "all":  # every model whose weights ship inside a PyPI package
+        from aiida_reactmlip.models import list_models
+
+        data["models"] = [spec.name for spec in list_models() if spec.is_bundled]
+    if isinstance(data["models"], str):
+        raise ValueError(f"{path}: 'models' must be a list of names or 'all', not {data['models']!r}")
     for model in data["models"]:
         get_model_spec(model)  # raises UnknownModelError listing the available names
     protocol = data.get("protocol", "fast")

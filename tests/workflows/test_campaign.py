@@ -21,6 +21,9 @@ def test_shipped_campaigns_load_and_are_sized_for_this_machine(path):
     assert 2 <= len(configurations) <= 12
     assert max(len(atoms) for atoms in configurations) <= 16
     assert spec.protocol == "fast"
+    # Every offline model of the registry takes part.
+    assert set(spec.models) == {"chgnet-0.3.0", "chgnet-0.2.0", "chgnet-r2scan", "sevennet-0",
+                                "sevennet-0-22may2024", "sevennet-l3i5"}
 
 
 @pytest.mark.parametrize(
