@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 import traceback
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", "-n", type=int, default=None, help="number of frames (default: per benchmark)")
     parser.add_argument("--models", default=None,
                         help="evaluate only: comma-separated registry models (default chgnet-0.3.0,sevennet-0)")
+    parser.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS",
+                        help="evaluate only: set localhost's minimum job poll interval in the throw-away profile "
+                        "(default: what provision sets, 0.5 s)")
     parser.add_argument("--repeat", type=int, default=None, help="frames_io only: runs per step (default 3)")
     parser.add_argument("--wait-idle", type=float, default=None, metavar="SECONDS",
                         help="before each measurement, wait up to SECONDS for the CPUs to be idle "
@@ -29,8 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame):  # noqa: ARG001
+    raise SystemExit(128 + signum)  # so that temporary profiles and folders are removed on `kill`
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from rich.console import Console
 
     from ._common import write_result
@@ -58,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # only what was asked for: each benchmark keeps its own defaults for the rest
     options = {"frames": args.frames, "repeat": args.repeat, "wait_idle": args.wait_idle,
+               "poll_interval": args.poll_interval,
                "models": [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None}
     options = {key: value for key, value in options.items() if value is not None}
     status = 0

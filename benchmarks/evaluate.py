@@ -243,7 +243,7 @@ def compare(calcjob: dict, loop: dict) -> dict[str, Any]:
 
 
 def run(frames: int | None = None, models: list[str] | None = None, console=None,
-        wait_idle: float = DEFAULT_WAIT_IDLE, **_: Any) -> dict[str, Any]:
+        wait_idle: float = DEFAULT_WAIT_IDLE, poll_interval: float | None = None, **_: Any) -> dict[str, Any]:
     n_frames = int(frames or DEFAULT_FRAMES)
     models = list(models or MODELS)
     log = console.log if console is not None else print
@@ -254,6 +254,8 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
     from aiida_reactmlip.models import get_model_spec
 
     computer = provision.ensure_localhost()
+    if poll_interval is not None:  # an experiment: how much the engine's scheduler polling costs the runner
+        computer.set_minimum_job_poll_interval(float(poll_interval))
     # only the runner is needed here (ensure_codes would also require pw.x and neb.x)
     code = provision.ensure_installed_code(
         provision.RUNNER_CODE_LABEL, provision.runner_executable(), "reactmlip.evaluate", computer,
@@ -345,6 +347,7 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
             "models": models,
             "tolerance": TOLERANCE,
             "computer": "localhost (core.local, core.direct), profile core.sqlite_dos without broker",
+            "minimum_job_poll_interval_s": computer.get_minimum_job_poll_interval(),
         },
         "results": per_model,
         "ok": all(r["max_abs_diff"]["agree"] for r in per_model.values()),
@@ -448,5 +451,6 @@ def render(result: dict[str, Any], console) -> None:
             console.print(
                 f"{name}: while run_get_node ran ({fmt_s(r['calcjob']['run_get_node_seconds'], 1)} s) the AiiDA engine "
                 f"used {fmt_s(cpu.get('engine_process'))} s CPU itself and {fmt_s(cpu.get('waited_children'))} s in "
-                "the commands it ran (scheduler submit and polls): CPU the runner's threads could not use."
+                "the commands it ran (submit, a scheduler poll at most every "
+                f"{params.get('minimum_job_poll_interval_s', '?')} s): CPU the runner's threads could not use."
             )

@@ -693,7 +693,7 @@ def _memoizing_calculator(calc, size: int = 16):
     from ase.calculators.calculator import Calculator, all_changes
 
     class MemoCalculator(Calculator):
-        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+        implemented_properties = ("energy", "free_energy", "forces", "stress")
 
         def __init__(self):
             super().__init__()
@@ -867,7 +867,7 @@ def run_neb(params: dict[str, Any]) -> dict[str, Any]:
     for k in range(1, len(images)):
         fixed = sorted(set(fixed) | set(frame_fixed_atoms(frames.info[k], [], len(first), f"frame {k}")))
     optimizer_class = _optimizer_class(params["optimizer"])
-    calc = _memoizing_calculator(calc)
+    calc = _memoizing_calculator(calc, size=max(16, len(images) + params["n_images"] + 4))  # whole band
 
     def constrain(atoms):
         if fixed:

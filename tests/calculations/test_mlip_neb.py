@@ -94,11 +94,16 @@ def test_runner_neb_not_converged_writes_band(tmp_path, capsys):
 
 @pytest.fixture
 def neb_entry_points(entry_points):
+    from aiida.plugins.entry_point import get_entry_point_names
+
     from aiida_reactmlip.calculations.neb import MlipNebCalculation
     from aiida_reactmlip.parsers.neb import MlipNebParser
 
-    entry_points.add(MlipNebCalculation, "aiida.calculations:reactmlip.neb")
-    entry_points.add(MlipNebParser, "aiida.parsers:reactmlip.neb")
+    # registered by pyproject.toml once the package is reinstalled; until then, only for these tests
+    if "reactmlip.neb" not in get_entry_point_names("aiida.calculations"):
+        entry_points.add(MlipNebCalculation, "aiida.calculations:reactmlip.neb")
+    if "reactmlip.neb" not in get_entry_point_names("aiida.parsers"):
+        entry_points.add(MlipNebParser, "aiida.parsers:reactmlip.neb")
     return entry_points
 
 
