@@ -1,6 +1,5 @@
 """The real `optimade-validator` (optimade 1.5) against the served API: in-process and over HTTP on loopback."""
 
-import pytest
 
 
 def _check(validator):
