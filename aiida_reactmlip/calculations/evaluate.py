@@ -17,7 +17,7 @@ FRAMES_FILE = "frames.extxyz"
 INPUT_FILE = "input.json"
 PREDICTIONS_FILE = "predictions.npz"
 TIMING_FILE = "timing.json"
-STATUS_FILE = "status.json"
+from aiida_reactmlip.calculations.runner import STATUS_FILE  # noqa: E402  (written by the runner)
 LOG_FILE = "runner.log"
 
 #: Settings the runner understands, with defaults.

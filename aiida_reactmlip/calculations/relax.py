@@ -18,7 +18,7 @@ INPUT_FILE = "input.json"
 OUTPUT_FILE = "relaxed.extxyz"
 RESULTS_FILE = "results.json"
 TRAJECTORY_FILE = "trajectory.npz"
-STATUS_FILE = "status.json"
+from aiida_reactmlip.calculations.runner import STATUS_FILE  # noqa: E402  (written by the runner)
 LOG_FILE = "runner.log"
 
 #: Settings with defaults: fmax in eV/Å; ``fixed_atoms`` maps a frame index to atom indices kept fixed

@@ -317,61 +317,22 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
     wall_start = time.perf_counter()
     family = params["family"]
     model_file: pathlib.Path = params["model_file"]
-    frames_file: pathlib.Path = params["frames_file"]
-
-    # -- frames
-    from aiida_reactmlip.frames import read_extxyz
-
-    if not frames_file.is_file():
-        raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} does not exist")
-    try:
-        frames = read_extxyz(frames_file)
-        images = frames.to_atoms()
-    except (OSError, ValueError) as exc:
-        raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} is unreadable: {exc}") from exc
+    frames, images, calc, info, load_seconds = _load_frames_and_calculator(params, "evaluate")
     n_frames = len(images)
     n_atoms = np.asarray(frames.n_atoms, dtype=np.int64)
     n_atoms_total = int(n_atoms.sum())
-    if not model_file.is_file():
-        raise RunnerError(EXIT_INPUT, f"model file {str(model_file)!r} does not exist")
 
-    # -- threads
     import torch
 
-    if params["num_threads"]:
-        torch.set_num_threads(params["num_threads"])
     threads = torch.get_num_threads()
     mode = choose_mode(params["mode"], family, params["device"])
     _log(
-        f"reactmlip-runner evaluate: family={family} model={params['model_name']} file={model_file.name} "
-        f"frames={n_frames} atoms={n_atoms_total} device={params['device']} mode={mode} "
-        f"(requested {params['mode']}) batch_size={params['batch_size']} torch_threads={threads}"
+        f"evaluate: frames={n_frames} atoms={n_atoms_total} mode={mode} (requested {params['mode']}) "
+        f"batch_size={params['batch_size']}; model: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
+        f"{info['n_parameters']} parameters, {info['dtype']}"
     )
     if params["mode"] == "batched" and mode != "batched":
         _log(f"note: no batched path for family {family}; using the ASE calculator loop")
-
-    # -- model: what it covers, then the calculator
-    load_start = time.perf_counter()
-    try:
-        info = describe_model_file(family, model_file)
-    except ModelError as exc:
-        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
-    symbols = sorted({str(s) for atoms in images for s in atoms.get_chemical_symbols()})
-    try:
-        check_elements(params["model_name"], info["elements"], symbols)
-    except ElementNotCoveredError as exc:
-        raise RunnerError(EXIT_ELEMENTS, str(exc)) from exc
-    try:
-        calc = load_calculator(family, model_file, device=params["device"], dtype=params["dtype"])
-    except ModelError as exc:
-        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
-    except ValueError as exc:  # e.g. a dtype the family does not support
-        raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
-    load_seconds = time.perf_counter() - load_start
-    _log(
-        f"model loaded in {load_seconds:.2f} s: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
-        f"{info['n_parameters']} parameters, {info['dtype']}"
-    )
 
     # -- evaluation
     progress = _Progress(n_frames)

@@ -9,16 +9,8 @@ import numpy as np
 from aiida import orm
 from aiida.parsers import Parser
 
-from aiida_reactmlip.calculations.evaluate import PREDICTIONS_FILE, STATUS_FILE, TIMING_FILE
-
-#: Runner exit codes (see aiida_reactmlip.calculations.runner) -> CalcJob exit code labels.
-RUNNER_EXIT_CODES = {
-    10: "ERROR_RUNNER_INPUT",
-    11: "ERROR_ELEMENT_NOT_COVERED",
-    12: "ERROR_MODEL_LOAD",
-    13: "ERROR_RUNNER_FAILED",
-}
-
+from aiida_reactmlip.calculations.evaluate import PREDICTIONS_FILE, TIMING_FILE
+from aiida_reactmlip.parsers.common import RUNNER_EXIT_CODES, runner_status
 
 class EvaluateParser(Parser):
     """Check the runner's status, then store predictions aligned with the input dataset."""
@@ -26,12 +18,9 @@ class EvaluateParser(Parser):
     def parse(self, **kwargs):
         retrieved = self.retrieved
         names = retrieved.base.repository.list_object_names()
-        if STATUS_FILE in names:
-            status = json.loads(retrieved.base.repository.get_object_content(STATUS_FILE))
-            code = int(status.get("exit_code", 0))
-            if code != 0:
-                label = RUNNER_EXIT_CODES.get(code, "ERROR_RUNNER_FAILED")
-                return self.exit_codes[label].format(message=status.get("message", "no message"))
+        code, message = runner_status(self)
+        if code != 0:
+            return self.exit_codes[RUNNER_EXIT_CODES.get(code, "ERROR_RUNNER_FAILED")].format(message=message)
         if PREDICTIONS_FILE not in names:
             return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=PREDICTIONS_FILE)
 

@@ -8,7 +8,8 @@ from aiida import orm
 from aiida.parsers import Parser
 
 from aiida_reactmlip.calculations.neb import OUTPUT_FILE, RESULTS_FILE
-from aiida_reactmlip.parsers.relax import RUNNER_EXIT_CODES, read_dataset, runner_status
+from aiida_reactmlip.parsers.common import RUNNER_EXIT_CODES, runner_status
+from aiida_reactmlip.parsers.relax import read_dataset
 
 
 class MlipNebParser(Parser):

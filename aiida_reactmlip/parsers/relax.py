@@ -9,28 +9,10 @@ import numpy as np
 from aiida import orm
 from aiida.parsers import Parser
 
-from aiida_reactmlip.calculations.relax import OUTPUT_FILE, RESULTS_FILE, STATUS_FILE, TRAJECTORY_FILE
+from aiida_reactmlip.calculations.relax import OUTPUT_FILE, RESULTS_FILE, TRAJECTORY_FILE
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.frames import read_extxyz
-
-#: Runner exit codes (see aiida_reactmlip.calculations.runner) -> CalcJob exit code labels.
-RUNNER_EXIT_CODES = {
-    10: "ERROR_RUNNER_INPUT",
-    11: "ERROR_ELEMENT_NOT_COVERED",
-    12: "ERROR_MODEL_LOAD",
-    13: "ERROR_RUNNER_FAILED",
-    14: "ERROR_NOT_CONVERGED",
-}
-
-
-def runner_status(parser: Parser):
-    """(exit code, message) from status.json; (0, '') when absent."""
-    retrieved = parser.retrieved
-    if STATUS_FILE not in retrieved.base.repository.list_object_names():
-        return 0, ""
-    status = json.loads(retrieved.base.repository.get_object_content(STATUS_FILE))
-    return int(status.get("exit_code", 0)), status.get("message", "no message")
-
+from aiida_reactmlip.parsers.common import RUNNER_EXIT_CODES, runner_status
 
 def read_dataset(parser: Parser, filename: str, model) -> LabelledDatasetData:
     text = parser.retrieved.base.repository.get_object_content(filename)

@@ -196,8 +196,7 @@ def test_runner_element_not_covered(tmp_path, capsys, chgnet_file):
 
 @pytest.mark.mlip
 def test_runner_console_script_sevennet(tmp_path):
-    if not RUNNER_SCRIPT.exists():
-        pytest.skip(f"console script not installed at {RUNNER_SCRIPT}")
+    assert RUNNER_SCRIPT.exists(), f"console script not installed at {RUNNER_SCRIPT}: pip install -e ."
     images = make_images()
     input_file = write_inputs(tmp_path / "run", images, family="sevennet", model_name="sevennet-0",
                               mode="batched", num_threads=2)  # no model_file: the bundled one
