@@ -957,6 +957,18 @@ def build_parser() -> argparse.ArgumentParser:
         '"climb": true, "fmax": 0.05, "max_steps": 300, "relax_endpoints": true, "interpolation": "idpp"}',
     )
     neb.add_argument("--input", "-i", required=True, help="JSON file with the run parameters")
+    finetune = sub.add_parser(
+        "finetune",
+        help="fine-tune a model (CHGNet, SevenNet, MACE) on training frames, validated on validation frames",
+        description="Fine-tune an MLIP on labelled frames (see aiida_reactmlip.calculations.runner_finetune).",
+    )
+    finetune.add_argument("--input", "-i", required=True, help="JSON file with the run parameters")
+    md = sub.add_parser(
+        "md",
+        help="molecular dynamics with the MLIP (ASE Langevin or NVT Berendsen, seeded); frames kept as a pool",
+        description="MLIP molecular dynamics from each start frame (see aiida_reactmlip.calculations.runner_md).",
+    )
+    md.add_argument("--input", "-i", required=True, help="JSON file with the run parameters")
     return parser
 
 
@@ -985,6 +997,14 @@ def main(argv: list[str] | None = None) -> int:
             run_relax(read_task_input(args.input, "relax"))
         elif args.command == "neb":
             run_neb(read_task_input(args.input, "neb"))
+        elif args.command == "finetune":
+            from aiida_reactmlip.calculations.runner_finetune import run_finetune
+
+            run_finetune(args.input)
+        elif args.command == "md":
+            from aiida_reactmlip.calculations.runner_md import run_md
+
+            run_md(args.input)
     except RunnerError as exc:
         print(f"reactmlip-runner: error: {exc}", file=sys.stderr, flush=True)
         write_status(args.input, exc.exit_code, str(exc))
