@@ -153,6 +153,29 @@ def spin_settings(multiplicity: int | None, n_electrons: float | None = None,
     }
 
 
+#: Elements given a starting magnetisation when a periodic system is labelled spin-polarised without a
+#: fixed multiplicity (3d ferromagnets and magnetic oxides' cations).
+MAGNETIC_ELEMENTS = ("Cr", "Mn", "Fe", "Co", "Ni")
+
+
+def free_spin_settings(kinds: t.Sequence[tuple[str, str]], starting_magnetization: float = 0.5) -> dict:
+    """pw.x ``SYSTEM`` entries for a spin-polarised periodic system whose total magnetisation is left free.
+
+    ``kinds``: (kind name, element symbol) pairs. ``nspin`` 2 with a ``starting_magnetization`` (fraction of
+    the valence charge, -1..1) of ``starting_magnetization`` on kinds of :data:`MAGNETIC_ELEMENTS` and 0 on
+    the others; when no kind is magnetic (O2 on Cu, say) every kind starts at ``starting_magnetization``
+    and pw.x finds the moment, zero included. Needs smeared occupations, which the protocol sets for
+    periodic systems.
+    """
+    magnetic = {name for name, symbol in kinds if symbol in MAGNETIC_ELEMENTS}
+    return {
+        "nspin": 2,
+        "starting_magnetization": {
+            name: (starting_magnetization if (name in magnetic or not magnetic) else 0.0) for name, _ in kinds
+        },
+    }
+
+
 #: Width (fraction of the cell along the field) of the region where the dipole sawtooth potential decreases.
 DIPOLE_EOPREG = 0.1
 

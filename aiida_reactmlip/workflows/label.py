@@ -2,7 +2,9 @@
 
 Per structure, the pw.x inputs follow the protocol (``workflows/protocols/label.yaml``) and the
 structure's extras: ``multiplicity`` (2S+1; e.g. 3 for O2) runs it spin-polarised with the total
-magnetisation fixed at 2S Bohr magnetons, ``dipole_correction`` (bool) adds a dipole correction along c
+magnetisation fixed at 2S Bohr magnetons, ``spin_polarised`` (bool, periodic systems without a
+``multiplicity``: Ni slabs, O2 on a metal) runs it spin-polarised with a free magnetisation,
+``dipole_correction`` (bool) adds a dipole correction along c
 to a slab. AiiDA caching applies to the pw.x calculations: labelling the same structure with the same
 inputs again, with caching enabled, reuses the earlier calculation instead of running pw.x.
 """
@@ -20,6 +22,7 @@ from aiida_reactmlip.qe_settings import (
     available_protocols,
     dimensionality,
     dipole_settings,
+    free_spin_settings,
     load_protocol,
     overlap_error,
     pw_choices,
@@ -31,6 +34,8 @@ PwBaseWorkChain = WorkflowFactory("quantumespresso.pw.base")
 #: Extras of a StructureData read by the labelling: spin multiplicity 2S+1 and the dipole-correction switch.
 MULTIPLICITY_EXTRA = "multiplicity"
 DIPOLE_EXTRA = "dipole_correction"
+#: Extra (set by the systems library on Ni slabs, for example): spin-polarised with a free magnetisation.
+SPIN_POLARISED_EXTRA = "spin_polarised"
 
 
 def _frame_key(index: int) -> str:
@@ -85,6 +90,9 @@ def pw_parameters(
     if multiplicity is None:
         multiplicity = structure_multiplicity(structure)
     spin = spin_settings(multiplicity, valence_electrons(structure, family), [k.name for k in structure.kinds])
+    if not spin and multiplicity is None and structure.base.extras.get(SPIN_POLARISED_EXTRA, False) \
+            and choices["occupations"] == "smearing":
+        spin = free_spin_settings([(k.name, k.symbol) for k in structure.kinds])
     system.update(spin)
     choices["nspin"] = spin.get("nspin", 1)
     choices["dipole_correction"] = wants_dipole_correction(structure, dipole_correction)

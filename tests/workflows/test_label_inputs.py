@@ -139,3 +139,34 @@ def test_builder_from_group(codes, pseudo_family):
     assert list(builder.structures) == ["h2_eq"]
     with pytest.raises(ValueError, match="holds no StructureData"):
         get_label_builder(orm.Group(label="test-label-inputs-empty").store())
+
+
+def test_free_spin_settings_magnetic_and_non_magnetic_kinds():
+    from aiida_reactmlip.qe_settings import free_spin_settings
+
+    ni_h = free_spin_settings([("Ni", "Ni"), ("H", "H")])
+    assert ni_h == {"nspin": 2, "starting_magnetization": {"Ni": 0.5, "H": 0.0}}
+    cu_o = free_spin_settings([("Cu", "Cu"), ("O", "O")], starting_magnetization=0.3)
+    assert cu_o["starting_magnetization"] == {"Cu": 0.3, "O": 0.3}
+
+
+def test_spin_polarised_extra_gives_free_magnetisation_on_ni_slab(pseudo_family):
+    from aiida import orm
+    from ase.build import fcc111
+
+    from aiida_reactmlip.qe_settings import load_protocol
+    from aiida_reactmlip.workflows.label import pw_parameters
+
+    slab = fcc111("Ni", size=(1, 1, 3), vacuum=6.0)
+    structure = orm.StructureData(ase=slab)
+    structure.base.extras.set("spin_polarised", True)
+    parameters, choices = pw_parameters("frame_0000", structure, load_protocol("fast"), pseudo_family)
+    assert parameters["SYSTEM"]["nspin"] == 2
+    # fcc111 tags the layers, so the kinds are Ni1..Ni3: each starts magnetic
+    assert parameters["SYSTEM"]["starting_magnetization"] == {k.name: 0.5 for k in structure.kinds}
+    assert len(structure.kinds) == 3
+    assert "tot_magnetization" not in parameters["SYSTEM"]
+    assert choices["nspin"] == 2
+    plain = orm.StructureData(ase=slab)
+    parameters, choices = pw_parameters("frame_0000", plain, load_protocol("fast"), pseudo_family)
+    assert "nspin" not in parameters["SYSTEM"] and choices["nspin"] == 1
