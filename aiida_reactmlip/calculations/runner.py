@@ -20,7 +20,8 @@ Usage::
       "batch_size": 16,                   # frames per batch in "batched" mode (CPU memory grows
                                           # ~0.5 GB per 37-atom frame with stress: keep it small)
       "compute_stress": true,
-      "mode": "auto" | "batched" | "ase", # batched: CHGNet predict_structure; ase: calculator loop
+      "mode": "auto" | "batched" | "ase", # batched: CHGNet predict_structure, SevenNet graph batches;
+                                          # ase: calculator loop; auto: see choose_mode
       "num_threads": 2,                   # optional: torch.set_num_threads
       "dtype": null,                      # optional: MACE "float64" (default) or "float32"
       "output_file": "predictions.npz",
@@ -76,6 +77,7 @@ EXIT_ELEMENTS = 11
 EXIT_MODEL_LOAD = 12
 EXIT_EVALUATION = 13
 EXIT_NOT_CONVERGED = 14
+EXIT_DIVERGED = 15
 
 EXIT_CODES = {
     EXIT_OK: "ok",
@@ -84,12 +86,17 @@ EXIT_CODES = {
     EXIT_MODEL_LOAD: "the model failed to load",
     EXIT_EVALUATION: "the evaluation failed",
     EXIT_NOT_CONVERGED: "an optimisation did not converge (its outputs are written)",
+    EXIT_DIVERGED: "the training diverged: the loss became NaN or infinite (history and report written, no model)",
 }
 
 MODES = ("auto", "batched", "ase")
 
 #: families with a batched path in this runner
-BATCHED_FAMILIES = ("chgnet",)
+BATCHED_FAMILIES = ("chgnet", "sevenn")
+
+#: ``mode: auto`` on CPU: families whose batched path beat the per-frame ASE loop when measured on CPU
+#: (see :func:`choose_mode` and docs/benchmark.md). Empty: on CPU the loop is as fast or faster.
+BATCHED_ON_CPU: tuple[str, ...] = ()
 
 INPUT_DEFAULTS: dict[str, Any] = {
     "model_file": None,
@@ -260,20 +267,74 @@ def evaluate_chgnet_batched(model, images, batch_size: int = 16, compute_stress:
     return energies, forces, stress
 
 
+def evaluate_sevenn_batched(model, images, cutoff: float, batch_size: int = 16, compute_stress: bool = True,
+                            progress: _Progress | None = None, device: str = "cpu"):
+    """Like :func:`evaluate_ase`, through SevenNet's own graph batching (as ``sevenn inference`` does).
+
+    Each frame becomes a graph with ``sevenn.train.dataload.unlabeled_atoms_to_graph`` (the same graph
+    its ASE calculator builds), ``batch_size`` graphs are merged by ``torch_geometric``'s ``Batch`` and
+    the model runs once per batch in its batch mode (``set_is_batch_data(True)``, restored afterwards).
+    Energies are totals in eV, forces eV/A, stress converted like ``SevenNetCalculator``: the model's
+    (xx, yy, zz, xy, yz, zx) with the opposite sign becomes ASE's Voigt (xx, yy, zz, yz, xz, xy) in
+    eV/A^3; NaN for frames that are not periodic in 3D (or without ``compute_stress``).
+    """
+    import sevenn._keys as KEY
+    import torch
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+    from torch_geometric.data import Batch
+
+    n_frames = len(images)
+    energies = np.full(n_frames, np.nan)
+    forces: list[np.ndarray] = []
+    stress = np.full((n_frames, 6), np.nan)
+    model.set_is_batch_data(True)
+    try:
+        for start in range(0, n_frames, batch_size):
+            chunk = images[start : start + batch_size]
+            graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, cutoff)) for atoms in chunk]
+            batch = Batch.from_data_list(graphs).to(torch.device(device))
+            output = model(batch)
+            chunk_energies = output[KEY.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1)
+            chunk_forces = output[KEY.PRED_FORCE].detach().cpu().numpy().astype(float)
+            chunk_stress = None
+            if compute_stress and KEY.PRED_STRESS in output:
+                chunk_stress = (-output[KEY.PRED_STRESS]).detach().cpu().numpy().reshape(-1, 6)[:, [0, 1, 2, 4, 5, 3]]
+            bounds = np.cumsum([0] + [len(atoms) for atoms in chunk])
+            if chunk_energies.shape != (len(chunk),) or chunk_forces.shape != (bounds[-1], 3):
+                raise RuntimeError(
+                    f"SevenNet returned energies {chunk_energies.shape} and forces {chunk_forces.shape} for "
+                    f"{len(chunk)} frames of {bounds[-1]} atoms"
+                )
+            for offset, atoms in enumerate(chunk):
+                i = start + offset
+                energies[i] = float(chunk_energies[offset])
+                forces.append(chunk_forces[bounds[offset] : bounds[offset + 1]])
+                if chunk_stress is not None and is_periodic_3d(atoms):
+                    stress[i] = chunk_stress[offset]
+            if progress is not None:
+                progress.update(min(start + batch_size, n_frames))
+    finally:
+        model.set_is_batch_data(False)  # the ASE calculator that owns the model runs it frame by frame
+    return energies, forces, stress
+
+
 def choose_mode(requested: str, family: str, device: str) -> str:
     """The mode actually used.
 
-    ``auto``: CHGNet batched on an accelerator, the ASE loop on CPU (measured here: CHGNet's
-    ``predict_structure`` batches are slower per frame than its calculator on CPU); the ASE loop
-    for SevenNet and MACE.  ``batched`` for a family without a batched path falls back to ``ase``.
+    ``ase`` is always honoured; ``batched`` for a family without a batched path (MACE here) falls back
+    to ``ase``. ``auto``: batched on an accelerator for CHGNet and SevenNet (one kernel launch per
+    batch instead of per frame); on CPU batched only for the families in :data:`BATCHED_ON_CPU`, i.e.
+    where it was measured faster than the calculator loop. Measured on 2 CPU cores (docs/benchmark.md):
+    CHGNet's ``predict_structure`` batches are slower per frame than its calculator, and SevenNet's
+    graph batches are no faster than its calculator (the same work, merged), so ``auto`` is ``ase``.
     """
-    if requested == "ase":
-        return "ase"
-    if family not in BATCHED_FAMILIES:
+    if requested == "ase" or family not in BATCHED_FAMILIES:
         return "ase"
     if requested == "batched":
         return "batched"
-    return "batched" if not str(device).startswith("cpu") else "ase"
+    on_cpu = str(device).startswith("cpu")
+    return "batched" if not on_cpu or family in BATCHED_ON_CPU else "ase"
 
 
 def _package_versions(family: str) -> dict[str, str]:
@@ -338,9 +399,14 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
     progress = _Progress(n_frames)
     eval_start = time.perf_counter()
     try:
-        if mode == "batched":
+        if mode == "batched" and family == "chgnet":
             energies, forces, stress = evaluate_chgnet_batched(
                 calc.model, images, params["batch_size"], params["compute_stress"], progress
+            )
+        elif mode == "batched" and family == "sevenn":
+            energies, forces, stress = evaluate_sevenn_batched(
+                calc.model, images, float(calc.cutoff), params["batch_size"], params["compute_stress"], progress,
+                device=params["device"],
             )
         else:
             energies, forces, stress = evaluate_ase(calc, images, params["compute_stress"], progress)

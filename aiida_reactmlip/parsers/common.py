@@ -7,7 +7,7 @@ import json
 from aiida.parsers import Parser
 
 #: Written by the runner beside its input (see aiida_reactmlip.calculations.runner.write_status).
-from aiida_reactmlip.calculations.runner import STATUS_FILE  # noqa: E402  (written by the runner)
+from aiida_reactmlip.calculations.runner import STATUS_FILE
 
 #: Runner exit codes -> CalcJob exit code labels (every runner CalcJob defines these labels).
 RUNNER_EXIT_CODES = {
@@ -16,6 +16,7 @@ RUNNER_EXIT_CODES = {
     12: "ERROR_MODEL_LOAD",
     13: "ERROR_RUNNER_FAILED",
     14: "ERROR_NOT_CONVERGED",
+    15: "ERROR_TRAINING_DIVERGED",
 }
 
 

@@ -13,7 +13,7 @@ import importlib
 import pathlib
 from typing import Any
 
-__all__ = ["FINETUNE_FAMILIES", "FinetuneResult", "TrainingError", "default_hyperparameters", "finetune"]
+__all__ = ["FINETUNE_FAMILIES", "FinetuneResult", "TrainingDivergedError", "TrainingError", "default_hyperparameters", "finetune"]
 
 #: families that can be fine-tuned, and the module that does it
 FINETUNE_FAMILIES = {
@@ -25,6 +25,10 @@ FINETUNE_FAMILIES = {
 
 class TrainingError(ValueError):
     """Bad training input (unknown hyperparameter, too few frames, unknown element...): says what to change."""
+
+
+class TrainingDivergedError(TrainingError):
+    """The loss became NaN or infinite: lower the learning rate or check the labels."""
 
 
 @dataclasses.dataclass
