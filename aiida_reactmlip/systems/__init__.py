@@ -8,6 +8,7 @@ energies in eV.
 
 from .adsorption import REFERENCE_SCHEMES, AdsorptionEnergy, adsorption_energy, adsorption_system, definition
 from .dissociation import ch4_scan, dissociative_adsorption
+from .general import GENERAL_SET_NAME, general_reference_set  # noqa: F401  (registers general-reference-set)
 from .growth import adatom_hop, cluster_growth, si_adatom
 from .library import (
     CATEGORIES,

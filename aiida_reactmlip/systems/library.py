@@ -30,7 +30,7 @@ __all__ = [
     "system_from_file",
 ]
 
-CATEGORIES = ("adsorption", "dissociation", "crystal_growth", "user")
+CATEGORIES = ("adsorption", "dissociation", "crystal_growth", "reference", "user")
 #: reference: clean slab, gas molecules, bulk; initial/final: end states of a process; image: NEB images
 #: between them; scan: bond scans; rattle/strain: from the generators.
 ROLES = ("reference", "initial", "final", "image", "scan", "rattle", "strain")
