@@ -80,7 +80,8 @@ def test_choose_mode():
     assert runner.choose_mode("auto", "chgnet", "cpu") == "ase"
     assert runner.choose_mode("auto", "chgnet", "cuda") == "batched"
     assert runner.choose_mode("batched", "chgnet", "cpu") == "batched"
-    assert runner.choose_mode("batched", "sevenn", "cuda") == "ase"
+    assert runner.choose_mode("batched", "sevenn", "cuda") == "batched"
+    assert runner.choose_mode("batched", "mace", "cuda") == "ase"
     assert runner.choose_mode("auto", "mace", "cuda") == "ase"
     assert runner.choose_mode("ase", "chgnet", "cuda") == "ase"
 
@@ -199,14 +200,13 @@ def test_runner_console_script_sevennet(tmp_path):
     assert RUNNER_SCRIPT.exists(), f"console script not installed at {RUNNER_SCRIPT}: pip install -e ."
     images = make_images()
     input_file = write_inputs(tmp_path / "run", images, family="sevennet", model_name="sevennet-0",
-                              mode="batched", num_threads=2)  # no model_file: the bundled one
+                              mode="ase", num_threads=2)  # no model_file: the bundled one
     result = subprocess.run([str(RUNNER_SCRIPT), "evaluate", "--input", "input.json"], cwd=input_file.parent,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "no batched path for family sevenn" in result.stdout
     assert "progress: 4/4 frames (100%)" in result.stdout
     predictions, timing = check_outputs(input_file.parent, images, "ase")
-    assert timing["mode_requested"] == "batched" and timing["torch_threads"] == 2
+    assert timing["mode_requested"] == "ase" and timing["torch_threads"] == 2
     assert timing["model"]["n_elements"] == 89 and timing["model"]["cutoff"] == 5.0
     for frame_forces in split(predictions["forces"], images):
         assert np.abs(frame_forces.sum(axis=0)).max() < 1e-3
