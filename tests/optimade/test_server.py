@@ -7,14 +7,45 @@ import pytest
 
 
 def ids(client, datasets, query):
+    """Ids of this module's entries matching ``query``, following ``links.next`` over every page.
+
+    The profile is shared with the rest of the suite, so a broad filter (``IS UNKNOWN``) can match
+    more entries than one page holds; ours may sit on any page.
+    """
     uuids = {node.uuid for node in datasets.values()}
-    response = client.get(f"/v1/structures?{query}&page_limit=100")
-    assert response.status_code == 200, response.text
-    return sorted(e["id"] for e in response.json()["data"] if e["attributes"]["_reactmlip_dataset_uuid"] in uuids)
+    found, url = [], f"/v1/structures?{query}&page_limit=100"
+    for _ in range(1000):
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        found += [e["id"] for e in body["data"] if e["attributes"]["_reactmlip_dataset_uuid"] in uuids]
+        url = (body.get("links") or {}).get("next")
+        if not url:
+            return sorted(found)
+        url = url["href"] if isinstance(url, dict) else url
+    raise AssertionError("more than 1000 pages")
 
 
 def sid(node, index):
     return f"{node.uuid}:{index}"
+
+
+@pytest.fixture(scope="module")
+def crowd(datasets):
+    """150 more unlabelled-stress H2 frames in another dataset: broad filters then span several pages."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from aiida_reactmlip.data.dataset import LabelledDatasetData
+
+    frames = []
+    for i in range(150):
+        atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7 + 0.001 * i]], pbc=False)
+        atoms.calc = SinglePointCalculator(atoms, energy=-31.0, forces=np.zeros((2, 3)))
+        frames.append(atoms)
+    node = LabelledDatasetData.from_atoms(frames)
+    node.label = "optimade crowd"
+    return node.store()
 
 
 @pytest.mark.parametrize(
@@ -42,7 +73,7 @@ def sid(node, index):
         ('_reactmlip_system STARTS "cu" AND NOT _reactmlip_role="md"', [("cu", 0), ("cu", 1)]),
     ],
 )
-def test_filters(client, datasets, filter_, expected):
+def test_filters(client, datasets, crowd, filter_, expected):
     assert ids(client, datasets, f"filter={filter_}") == sorted(sid(datasets[d], i) for d, i in expected)
 
 
