@@ -13,12 +13,15 @@ from .root import cmd_root, with_profile
               help="Folder to write (default: results/report-PK).")
 @with_profile
 def cmd_report(pk, output):
-    """Write the report of a finished reactmlip.benchmark WorkChain.
+    """Write the report of a finished reactmlip.benchmark or reactmlip.finetune_study WorkChain.
 
     \b
     The folder gets: leaderboard.md and leaderboard.csv, dataset.extxyz (the DFT labels),
     energy_profile_*.png (relative energy along each scan or path, DFT against each model),
     energy_parity.png, force_parity.png, and index.html showing all of them.
+
+    For a fine-tuning study: learning_curve.md/.csv, learning_curves.png, forgetting.png,
+    training_history.png, test_set.extxyz and index.html.
 
     Example: reactmlip report 103 --output results/h2-report
     """
@@ -33,6 +36,15 @@ def cmd_report(pk, output):
         node = orm.load_node(pk)
     except NotExistent as exception:
         raise click.ClickException(f"no node with pk/uuid {pk}") from exception
+    if getattr(node, "process_type", None) == "aiida.workflows:reactmlip.finetune_study":
+        from aiida_reactmlip.report.finetune_report import write_finetune_report
+
+        if not node.is_finished_ok:
+            raise click.ClickException(
+                f"FinetuneStudyWorkChain<{node.pk}> did not finish ok: [{node.exit_status}] {node.exit_message}")
+        for name, path in write_finetune_report(node, pathlib.Path(output or f"results/report-{node.pk}")).items():
+            click.echo(f"{name}: {path.resolve()}")
+        return
     if getattr(node, "process_type", None) != "aiida.workflows:reactmlip.benchmark":
         raise click.ClickException(f"node {pk} is not a reactmlip.benchmark WorkChain ({node.__class__.__name__})")
     if not node.is_finished_ok:

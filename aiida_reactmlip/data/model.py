@@ -182,11 +182,12 @@ class MlipModelData(SinglefileData):
         training_dataset_uuid: str | Node | None = None,
         filename: str | None = None,
         store: bool = True,
+        match_name: bool = False,
         **kwargs: Any,
     ) -> tuple[MlipModelData, bool]:
-        """Return ``(node, created)``: the oldest stored MlipModelData with the same file sha256 and family,
-        or a new one (stored if ``store``). An existing node is returned as is, even if the other metadata
-        given here differs from what it records.
+        """Return ``(node, created)``: the oldest stored MlipModelData with the same file sha256 and family
+        (and ``model_name`` too if ``match_name``), or a new one (stored if ``store``). An existing node is
+        returned as is, even if the other metadata given here differs from what it records.
         """
         file = _resolve_file(file)
         if not isinstance(file, str):
@@ -199,7 +200,8 @@ class MlipModelData(SinglefileData):
             raise ValueError(f'`family` must be a non-empty string, got {family!r}')
         query = QueryBuilder().append(
             cls,
-            filters={'attributes.sha256': sha256, 'attributes.family': family.strip().lower()},
+            filters={'attributes.sha256': sha256, 'attributes.family': family.strip().lower(),
+                     **({'attributes.model_name': model_name} if match_name else {})},
             tag='model',
         )
         query.order_by({'model': {'id': 'asc'}})

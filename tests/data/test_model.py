@@ -76,6 +76,12 @@ def test_get_or_create_finds_existing(aiida_profile, model_file, tmp_path):
     )
     assert created and other_family.pk != first.pk
     assert orm.QueryBuilder().append(MlipModelData).count() == before + 2
+    # match_name: the same file under another name is another node (the registry's models use it)
+    named, created = MlipModelData.get_or_create(copy, family='chgnet', model_name='other', elements=['Cu'],
+                                                 match_name=True)
+    assert created and named.pk not in (first.pk, other_family.pk) and named.model_name == 'other'
+    again, created = MlipModelData.get_or_create(model_file, family='chgnet', model_name='other', match_name=True)
+    assert not created and again.pk == named.pk
     unstored, created = MlipModelData.get_or_create(
         io.BytesIO(uuid.uuid4().bytes), family='chgnet', model_name='y', elements=['Cu'], store=False
     )
