@@ -13,7 +13,7 @@ from .root import cmd_root, with_profile
               help="Folder to write (default: results/report-PK).")
 @with_profile
 def cmd_report(pk, output):
-    """Write the report of a finished reactmlip.benchmark or reactmlip.finetune_study WorkChain.
+    """Write the report of a finished reactmlip.benchmark, finetune_study or active_learning WorkChain.
 
     \b
     The folder gets: leaderboard.md and leaderboard.csv, dataset.extxyz (the DFT labels),
@@ -21,7 +21,8 @@ def cmd_report(pk, output):
     energy_parity.png, force_parity.png, and index.html showing all of them.
 
     For a fine-tuning study: learning_curve.md/.csv, learning_curves.png, forgetting.png,
-    training_history.png, test_set.extxyz and index.html.
+    training_history.png, test_set.extxyz and index.html. For an active-learning loop (with the
+    random baseline it recorded): error_vs_labels.png, selected_per_round.png, rounds.csv, index.html.
 
     Example: reactmlip report 103 --output results/h2-report
     """
@@ -44,6 +45,14 @@ def cmd_report(pk, output):
                 f"FinetuneStudyWorkChain<{node.pk}> did not finish ok: [{node.exit_status}] {node.exit_message}")
         for name, path in write_finetune_report(node, pathlib.Path(output or f"results/report-{node.pk}")).items():
             click.echo(f"{name}: {path.resolve()}")
+        return
+    if getattr(node, "process_type", None) == "aiida.workflows:reactmlip.active_learning":
+        from .cmd_loop import echo_loop_report
+
+        if not node.is_finished_ok:
+            raise click.ClickException(
+                f"ActiveLearningWorkChain<{node.pk}> did not finish ok: [{node.exit_status}] {node.exit_message}")
+        echo_loop_report(node, output)
         return
     if getattr(node, "process_type", None) != "aiida.workflows:reactmlip.benchmark":
         raise click.ClickException(f"node {pk} is not a reactmlip.benchmark WorkChain ({node.__class__.__name__})")

@@ -1,0 +1,302 @@
+"""``reactmlip loop``: run an active-learning loop from ``workchains/loop-*.yaml``, follow it, show it, report it."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import click
+
+from .root import cmd_root, load_profile_or_fail, with_profile
+
+#: Process type of the loop WorkChain.
+LOOP_PROCESS_TYPE = "aiida.workflows:reactmlip.active_learning"
+#: Calculations whose caching makes a rerun of a crashed loop reuse its finished work.
+CACHED_IDENTIFIERS = ("aiida.calculations:reactmlip.*", "aiida.calculations:quantumespresso.pw")
+#: Extra set on a random-baseline loop: the UUID of the loop it is the baseline of.
+BASELINE_EXTRA = "loop_baseline_for"
+#: Extra set on loops run from a file: the file's force MAE target (eV/Å), for reports.
+TARGET_EXTRA = "loop_target_force_mae"
+
+
+@cmd_root.group("loop")
+def cmd_loop():
+    """Active learning: the MLIP explores, DFT labels the few configurations that matter."""
+
+
+def format_row(row: dict, prefix: str = "") -> str:
+    """One progress line of a round: labels used, error, time."""
+    energy = row.get("energy_mae_per_atom")
+    energy_text = f"  energy MAE {energy:.4f} eV/atom" if energy is not None else ""
+    force = row.get("force_mae")
+    force_text = f"{force:.4f}" if force is not None else "-"
+    new = f" (+{row['n_new']}, {row['strategy']})" if row.get("round") else f" ({row.get('strategy')})"
+    return (f"{prefix}round {row['round']}: {row['n_labels']:3d} DFT labels{new}  force MAE {force_text} eV/Å"
+            f"{energy_text}  {row.get('seconds', 0):.1f} s")
+
+
+def run_loop_with_progress(builder, echo, prefix: str = "", interval: float = 1.0):
+    """Run ``builder`` in this interpreter (no daemon needed), printing each round as it finishes."""
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    from aiida_reactmlip.workflows.active_learning import PROGRESS_EXTRA
+
+    runner = get_manager().get_runner()
+    process = instantiate_process(runner, builder)
+    node = process.node
+    printed = [0]
+
+    def flush():
+        rows = node.base.extras.get(PROGRESS_EXTRA, [])
+        for row in rows[printed[0]:]:
+            echo(format_row(row, prefix))
+        printed[0] = len(rows)
+
+    def tick():
+        flush()
+        if not node.is_terminated:
+            runner.loop.call_later(interval, tick)
+
+    runner.loop.call_soon(tick)
+    process.execute()
+    flush()
+    return node
+
+
+@cmd_loop.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--output", type=click.Path(file_okay=False), default=None,
+              help="Folder for the report (default: results/<loop name>).")
+@click.option("--seeds", default=None, help="Comma-separated seeds, replacing the file's (e.g. 0,1,2).")
+@click.option("--strategy", "strategy_name", default=None, help="Selection strategy, replacing the file's (e.g. fps).")
+@click.option("--no-baseline", is_flag=True, help="Skip the random-selection baseline even if the file asks for it.")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="AiiDA caching of MD, fine-tunes, evaluations and pw.x: a rerun of a crashed or stopped loop "
+              "reuses every finished job instead of running it again.")
+@click.option("--dry-run", is_flag=True, help="Only check the file and show what would run.")
+@click.pass_context
+def cmd_loop_run(ctx, file, output, seeds, strategy_name, no_baseline, cache, dry_run):
+    """Run the loop described in FILE (and its random baseline), printing each round, then the final table.
+
+    \b
+    Examples:
+      reactmlip loop run workchains/loop-ch4-smoke.yaml
+      reactmlip loop run workchains/loop-ch4-evidence.yaml --seeds 0 --strategy fps
+    """
+    import contextlib
+
+    from aiida.manage.caching import enable_caching
+
+    from aiida_reactmlip.workflows.active_learning import load_loop_spec, loop_builder, loop_datasets
+
+    try:
+        spec = load_loop_spec(file)
+    except (ValueError, KeyError) as exception:
+        raise click.ClickException(str(exception)) from exception
+    if seeds:
+        try:
+            spec["seeds"] = [int(s) for s in seeds.split(",")]
+        except ValueError as exception:
+            raise click.ClickException(f"--seeds must be comma-separated integers, got {seeds!r}") from exception
+    if strategy_name:
+        from aiida_reactmlip.workflows.active_learning import known_strategies
+
+        if strategy_name not in known_strategies():
+            raise click.ClickException(
+                f"unknown strategy {strategy_name!r}; available: {', '.join(known_strategies())}")
+        spec["strategy"] = strategy_name
+    strategies = [spec["strategy"]]
+    if spec["baseline"] == "random" and not no_baseline and spec["strategy"] != "random":
+        strategies.append("random")
+    mode = "oracle (DFT-labelled pool)" if "pool" in spec else f"exploration of {spec['explore']['system']}"
+    stops = ", ".join(f"{key} {spec[key]}" for key in ("target_force_mae", "target_energy_mae", "max_dft_labels",
+                                                       "max_rounds") if spec.get(key) is not None)
+    click.echo(f"loop {spec['name']}: {mode}; model {spec['model']}; strategies {' vs '.join(strategies)}; "
+               f"k {spec.get('k', 4)}; seeds {spec['seeds']}; stop at {stops}")
+    if dry_run:
+        return
+    profile = load_profile_or_fail(ctx)
+    click.echo(f"profile {profile.name}")
+    start = time.perf_counter()
+    try:
+        datasets = loop_datasets(spec)
+    except (ValueError, KeyError, ImportError, OSError) as exception:
+        raise click.ClickException(f"{file}: {exception}") from exception
+    described = ", ".join(f"{key} pk {node.pk} ({node.n_frames} frames)" for key, node in datasets.items())
+    click.echo(f"datasets: {described}")
+    nodes: dict[str, list] = {strategy: [] for strategy in strategies}
+    with contextlib.ExitStack() as stack:
+        if cache:
+            for identifier in CACHED_IDENTIFIERS:
+                stack.enter_context(enable_caching(identifier=identifier))
+        for seed in spec["seeds"]:
+            for strategy in strategies:
+                try:
+                    builder = loop_builder(spec, seed, strategy=strategy, datasets=datasets)
+                    click.echo(f"[{strategy}, seed {seed}]")
+                    node = run_loop_with_progress(builder, click.echo, prefix="  ")
+                except ValueError as exception:  # input validation: nothing ran
+                    raise click.ClickException(str(exception)) from exception
+                node.base.extras.set("loop_spec", spec["name"])
+                if spec.get("target_force_mae") is not None:  # scores the comparison, also with run_to_budget
+                    node.base.extras.set(TARGET_EXTRA, float(spec["target_force_mae"]))
+                if strategy == "random" and strategy != spec["strategy"]:
+                    loop_node = nodes[spec["strategy"]][-1]
+                    node.base.extras.set(BASELINE_EXTRA, loop_node.uuid)
+                if not node.is_finished_ok:
+                    raise click.ClickException(
+                        f"ActiveLearningWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}. "
+                        f"Inspect with `verdi process report {node.pk}`; run the same command again to resume "
+                        "(finished jobs come from the cache)."
+                    )
+                summary = node.outputs.summary.get_dict()
+                click.echo(f"  stopped: {summary['stop_reason']}; ActiveLearningWorkChain pk {node.pk}")
+                nodes[strategy].append(node)
+    print_final_table(nodes, spec, click.echo)
+    from aiida_reactmlip.report.loop_report import write_loop_report
+
+    baselines = nodes.get("random") if spec["strategy"] != "random" else None
+    files = write_loop_report(nodes[spec["strategy"]], pathlib.Path(output or f"results/{spec['name']}"),
+                              baselines=baselines, target=spec.get("target_force_mae"))
+    click.echo(f"report: {files['index.html'].resolve()}")
+    click.echo(f"wall time {time.perf_counter() - start:.1f} s")
+
+
+def print_final_table(nodes: dict[str, list], spec: dict, echo) -> None:
+    """Error against DFT labels for every strategy and seed, and the labels each needed to reach the target."""
+    from aiida_reactmlip.metrics.loop import compare_to_random, labels_to_target
+
+    target = spec.get("target_force_mae")
+    echo("")
+    echo(f"{'strategy':<14}{'seed':>5}{'pk':>7}  {'DFT labels -> force MAE (eV/Å)':<58}{'to target':>10}")
+    curves: dict[str, list] = {}
+    for strategy, group in nodes.items():
+        for node in group:
+            summary = node.outputs.summary.get_dict()
+            points = "  ".join(f"{n}:{e:.3f}" for n, e in zip(summary["n_labels"], summary["force_mae"]))
+            reached = labels_to_target(summary["n_labels"], summary["force_mae"], target) if target else None
+            to_target = "-" if not target else ("not reached" if reached is None else str(reached))
+            echo(f"{strategy:<14}{summary['seed']:>5}{node.pk:>7}  {points:<58}{to_target:>10}")
+            curves.setdefault(strategy, []).append((summary["n_labels"], summary["force_mae"]))
+    if target and "random" in curves and spec["strategy"] in curves and spec["strategy"] != "random":
+        pairs = min(len(curves["random"]), len(curves[spec["strategy"]]))
+        try:
+            result = compare_to_random(curves[spec["strategy"]][:pairs], curves["random"][:pairs], target)
+        except ValueError as exception:
+            echo(f"no comparison: {exception}")
+            return
+        echo(f"target {target:g} eV/Å: {result['verdict']}")
+        echo(f"mean force MAE over the budget: {spec['strategy']} {result['loop_auc']:.4f}, "
+             f"random {result['random_auc']:.4f} eV/Å")
+
+
+@cmd_loop.command("show")
+@click.argument("pk")
+@with_profile
+def cmd_loop_show(pk):
+    """Round by round: DFT labels used, current error, time. Works while the loop runs.
+
+    Example: reactmlip loop show 1234
+    """
+    from aiida_reactmlip.workflows.active_learning import PROGRESS_EXTRA
+
+    node = load_loop_node(pk)
+    rows = node.base.extras.get(PROGRESS_EXTRA, [])
+    state = node.process_state.value if node.process_state else "unknown"
+    inputs = node.inputs
+    stops = []
+    for key, unit in (("target_force_mae", " eV/Å"), ("target_energy_mae", " eV/atom"), ("max_dft_labels", ""),
+                      ("max_rounds", "")):
+        if key in inputs:
+            stops.append(f"{key} {inputs[key].value}{unit}")
+    click.echo(f"ActiveLearningWorkChain<{node.pk}> {state}"
+               + (f" [{node.exit_status}] {node.exit_message or ''}" if node.is_terminated else "")
+               + f"; strategy {inputs.strategy.value}, k {inputs.k.value}, seed {inputs.seed.value}, "
+               f"{'oracle pool pk ' + str(inputs.label_pool.pk) if 'label_pool' in inputs else 'exploration'}; "
+               f"stop at {', '.join(stops)}")
+    click.echo(f"{'round':>5} {'strategy':<14}{'labels':>7}{'new':>5}{'force MAE':>11}{'energy MAE':>12}"
+               f"{'time (s)':>10}  finished")
+    for row in rows:
+        force = row.get("force_mae")
+        energy = row.get("energy_mae_per_atom")
+        force_text = "-" if force is None else format(force, ".4f")
+        energy_text = "-" if energy is None else format(energy, ".5f")
+        click.echo(f"{row['round']:>5} {row.get('strategy')!s:<14}{row['n_labels']:>7}{row.get('n_new', 0):>5}"
+                   f"{force_text:>11}{energy_text:>12}"
+                   f"{row.get('seconds', 0):>10.1f}  {row.get('finished_at', '')}")
+    if not rows:
+        click.echo("  no round finished yet")
+    if "summary" in node.outputs:
+        click.echo(f"stopped: {node.outputs.summary['stop_reason']}")
+    click.echo("units: force MAE eV/Å, energy MAE eV/atom, on the validation set pk "
+               f"{inputs.validation.pk} ({inputs.validation.n_frames} frames)")
+
+
+def load_loop_node(pk):
+    """The ActiveLearningWorkChain node of ``pk`` (pk or UUID), or a ClickException saying what it is."""
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        node = orm.load_node(pk)
+    except NotExistent as exception:
+        raise click.ClickException(f"no node with pk/uuid {pk}") from exception
+    if getattr(node, "process_type", None) != LOOP_PROCESS_TYPE:
+        raise click.ClickException(f"node {pk} is not a reactmlip.active_learning WorkChain ({node.__class__.__name__})")
+    return node
+
+
+def find_baselines(node) -> list:
+    """Random-baseline loops recorded for ``node`` by ``reactmlip loop run`` (extra ``loop_baseline_for``)."""
+    from aiida import orm
+
+    query = orm.QueryBuilder().append(orm.WorkChainNode, filters={f"extras.{BASELINE_EXTRA}": node.uuid})
+    return [n for n in query.all(flat=True) if n.is_finished_ok]
+
+
+def write_loop_report_for(node, output) -> dict:
+    """The report of a finished loop ``node`` and its recorded random baseline (``reactmlip report PK``)."""
+    from aiida_reactmlip.report.loop_report import write_loop_report
+
+    if not node.is_finished_ok:
+        raise click.ClickException(f"ActiveLearningWorkChain<{node.pk}> did not finish ok: "
+                                   f"[{node.exit_status}] {node.exit_message}")
+    return write_loop_report(node, pathlib.Path(output or f"results/report-{node.pk}"), baselines=find_baselines(node),
+                             target=node.base.extras.get(TARGET_EXTRA, None))
+
+
+def echo_loop_report(node, output) -> None:
+    """``reactmlip report PK`` for a loop node: write the report (with its recorded baseline), list the files."""
+    for name, path in write_loop_report_for(node, output).items():
+        click.echo(f"{name}: {path.resolve()}")
+
+
+@cmd_loop.command("report")
+@click.argument("pks", nargs=-1, required=True)
+@click.option("--baseline", "baseline_pks", multiple=True, help="A random-selection loop to compare with (repeat).")
+@click.option("--target", type=float, default=None, help="Force MAE target (eV/Å) for the comparison.")
+@click.option("--output", type=click.Path(file_okay=False), default=None,
+              help="Folder to write (default: results/report-PK).")
+@with_profile
+def cmd_loop_report(pks, baseline_pks, target, output):
+    """Plots and HTML page of finished loop(s) PKS (one per seed) against their random baselines.
+
+    Without --baseline, the baselines `reactmlip loop run` recorded for the first loop are used.
+
+    Example: reactmlip loop report 1200 1300 --baseline 1250 --baseline 1350 --target 0.1
+    """
+    from aiida_reactmlip.report.loop_report import write_loop_report
+
+    nodes = [load_loop_node(pk) for pk in pks]
+    baselines = [load_loop_node(pk) for pk in baseline_pks] if baseline_pks else find_baselines(nodes[0])
+    for node in [*nodes, *baselines]:
+        if not node.is_finished_ok:
+            raise click.ClickException(f"ActiveLearningWorkChain<{node.pk}> did not finish ok: "
+                                       f"[{node.exit_status}] {node.exit_message}")
+    if target is None:
+        target = nodes[0].base.extras.get(TARGET_EXTRA, None)
+    files = write_loop_report(nodes, pathlib.Path(output or f"results/report-{nodes[0].pk}"), baselines=baselines,
+                              target=target)
+    for name, path in files.items():
+        click.echo(f"{name}: {path.resolve()}")
