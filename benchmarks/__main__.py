@@ -25,7 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS",
                         help="evaluate only: set localhost's minimum job poll interval in the throw-away profile "
                         "(default: what provision sets, 0.5 s)")
-    parser.add_argument("--repeat", type=int, default=None, help="frames_io only: runs per step (default 3)")
+    parser.add_argument("--mode", choices=["auto", "batched", "ase"], default=None,
+                        help="evaluate only: the runner's mode setting (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="evaluate only: the runner's batch_size setting (default 16)")
+    parser.add_argument("--batch-sizes", default=None,
+                        help="evaluate_modes only: comma-separated batch sizes to compare with the loop (default 4,8)")
+    parser.add_argument("--login-shell", action="store_true",
+                        help="evaluate only: poll localhost through a login shell (aiida's default; an experiment)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="frames_io: runs per step (default 3); evaluate_modes: interleaved rounds (default 3)")
     parser.add_argument("--wait-idle", type=float, default=None, metavar="SECONDS",
                         help="before each measurement, wait up to SECONDS for the CPUs to be idle "
                         "(default 60; 0: do not wait)")
@@ -67,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # only what was asked for: each benchmark keeps its own defaults for the rest
     options = {"frames": args.frames, "repeat": args.repeat, "wait_idle": args.wait_idle,
-               "poll_interval": args.poll_interval,
+               "poll_interval": args.poll_interval, "mode": args.mode, "batch_size": args.batch_size,
+               "login_shell": args.login_shell or None,
+               "batch_sizes": tuple(int(b) for b in args.batch_sizes.split(",")) if args.batch_sizes else None,
                "models": [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None}
     options = {key: value for key, value in options.items() if value is not None}
     status = 0

@@ -102,8 +102,9 @@ def _cpu_seconds() -> dict[str, float]:
     return {"engine_process": own.ru_utime + own.ru_stime, "waited_children": children.ru_utime + children.ru_stime}
 
 
-def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
+def run_calcjob(frames: list, code, model_node, settings: dict | None = None) -> dict[str, Any]:
     """Dataset node + ``reactmlip.evaluate`` CalcJob; wall times of every step and the predictions."""
+    from aiida import orm
     from aiida.engine import run_get_node
 
     from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
@@ -123,7 +124,8 @@ def run_calcjob(frames: list, code, model_node) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message=r"Object of type <DbNode> not in session")
         usage_start = _cpu_seconds()
         start = time.perf_counter()
-        _, node = run_get_node(EvaluateCalculation, code=code, model=model_node, dataset=dataset)
+        extra = {"settings": orm.Dict(settings)} if settings else {}
+        _, node = run_get_node(EvaluateCalculation, code=code, model=model_node, dataset=dataset, **extra)
         end = time.perf_counter()
         usage_end = _cpu_seconds()
     times["run_get_node"] = end - start
@@ -243,7 +245,8 @@ def compare(calcjob: dict, loop: dict) -> dict[str, Any]:
 
 
 def run(frames: int | None = None, models: list[str] | None = None, console=None,
-        wait_idle: float = DEFAULT_WAIT_IDLE, poll_interval: float | None = None, **_: Any) -> dict[str, Any]:
+        wait_idle: float = DEFAULT_WAIT_IDLE, poll_interval: float | None = None, mode: str | None = None,
+        batch_size: int | None = None, login_shell: bool = False, **_: Any) -> dict[str, Any]:
     n_frames = int(frames or DEFAULT_FRAMES)
     models = list(models or MODELS)
     log = console.log if console is not None else print
@@ -256,6 +259,12 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
     computer = provision.ensure_localhost()
     if poll_interval is not None:  # an experiment: how much the engine's scheduler polling costs the runner
         computer.set_minimum_job_poll_interval(float(poll_interval))
+    if login_shell:  # an experiment: aiida's default transport shell, which provision no longer uses
+        from aiida import orm
+
+        authinfo = computer.get_authinfo(orm.User.collection.get_default())
+        authinfo.set_auth_params({**authinfo.get_auth_params(), "use_login_shell": True})
+    settings = {key: value for key, value in (("mode", mode), ("batch_size", batch_size)) if value is not None}
     # only the runner is needed here (ensure_codes would also require pw.x and neb.x)
     code = provision.ensure_installed_code(
         provision.RUNNER_CODE_LABEL, provision.runner_executable(), "reactmlip.evaluate", computer,
@@ -273,7 +282,7 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
         family = get_model_spec(name).family
         busy = {"before_calcjob": wait_for_idle(wait_idle, log=log)}
         log(f"evaluate: {name}: CalcJob path ... (CPUs {_pct(busy['before_calcjob']['busy_fraction'])} busy)")
-        calcjob = run_calcjob(images, code, model_nodes[name])
+        calcjob = run_calcjob(images, code, model_nodes[name], settings)
         log(
             f"evaluate: {name}: CalcJob path {calcjob['total_seconds']:.1f} s "
             f"(runner evaluation {calcjob['timing']['evaluation_seconds']:.1f} s)"
@@ -348,6 +357,8 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
             "tolerance": TOLERANCE,
             "computer": "localhost (core.local, core.direct), profile core.sqlite_dos without broker",
             "minimum_job_poll_interval_s": computer.get_minimum_job_poll_interval(),
+            "transport_login_shell": login_shell,
+            "evaluate_settings": settings or "defaults (mode auto)",
         },
         "results": per_model,
         "ok": all(r["max_abs_diff"]["agree"] for r in per_model.values()),

@@ -21,7 +21,8 @@ Usage::
                                           # ~0.5 GB per 37-atom frame with stress: keep it small)
       "compute_stress": true,
       "mode": "auto" | "batched" | "ase", # batched: CHGNet predict_structure, SevenNet graph batches;
-                                          # ase: calculator loop; auto: see choose_mode
+                                          # ase: calculator loop; auto: see choose_mode and
+                                          # batch_size_for (on CPU batches of at most 4)
       "num_threads": 2,                   # optional: torch.set_num_threads
       "dtype": null,                      # optional: MACE "float64" (default) or "float32"
       "output_file": "predictions.npz",
@@ -95,8 +96,11 @@ MODES = ("auto", "batched", "ase")
 BATCHED_FAMILIES = ("chgnet", "sevenn")
 
 #: ``mode: auto`` on CPU: families whose batched path beat the per-frame ASE loop when measured on CPU
-#: (see :func:`choose_mode` and docs/benchmark.md). Empty: on CPU the loop is as fast or faster.
-BATCHED_ON_CPU: tuple[str, ...] = ()
+#: (``python -m benchmarks evaluate_modes``; see :func:`choose_mode` and docs/benchmark.md).
+BATCHED_ON_CPU: tuple[str, ...] = ("chgnet", "sevenn")
+#: The largest batch ``mode: auto`` uses on CPU: batches of 8 cost CHGNet 1.26x the CPU time per frame
+#: of its loop (single thread) and ~0.5 GB of memory per 37-atom frame; batches of 4 cost the same as the loop.
+CPU_AUTO_BATCH_SIZE = 4
 
 INPUT_DEFAULTS: dict[str, Any] = {
     "model_file": None,
@@ -324,10 +328,12 @@ def choose_mode(requested: str, family: str, device: str) -> str:
 
     ``ase`` is always honoured; ``batched`` for a family without a batched path (MACE here) falls back
     to ``ase``. ``auto``: batched on an accelerator for CHGNet and SevenNet (one kernel launch per
-    batch instead of per frame); on CPU batched only for the families in :data:`BATCHED_ON_CPU`, i.e.
-    where it was measured faster than the calculator loop. Measured on 2 CPU cores (docs/benchmark.md):
-    CHGNet's ``predict_structure`` batches are slower per frame than its calculator, and SevenNet's
-    graph batches are no faster than its calculator (the same work, merged), so ``auto`` is ``ase``.
+    batch instead of per frame); on CPU batched for the families in :data:`BATCHED_ON_CPU`, in batches
+    of at most :data:`CPU_AUTO_BATCH_SIZE` (:func:`batch_size_for`). Measured on 2 CPU cores shared
+    with other work (docs/benchmark.md): with one torch thread a batch of 4 costs the same CPU time per
+    frame as the calculator loop (CHGNet 0.98x, SevenNet 1.01x); with the runner's two threads the
+    batches synchronise the threads far less often per frame and ran 1.4x (CHGNet) and 1.8x
+    (SevenNet) faster than the loop.
     """
     if requested == "ase" or family not in BATCHED_FAMILIES:
         return "ase"
@@ -335,6 +341,16 @@ def choose_mode(requested: str, family: str, device: str) -> str:
         return "batched"
     on_cpu = str(device).startswith("cpu")
     return "batched" if not on_cpu or family in BATCHED_ON_CPU else "ase"
+
+
+def batch_size_for(requested_mode: str, mode: str, device: str, batch_size: int) -> int:
+    """Frames per batch: ``batch_size``, capped at :data:`CPU_AUTO_BATCH_SIZE` when ``auto`` chose batches on CPU
+    (an explicit ``mode: batched`` keeps the batch size it was given); 1 for the ASE loop."""
+    if mode != "batched":
+        return 1
+    if requested_mode == "auto" and str(device).startswith("cpu"):
+        return min(int(batch_size), CPU_AUTO_BATCH_SIZE)
+    return int(batch_size)
 
 
 def _package_versions(family: str) -> dict[str, str]:
@@ -356,6 +372,16 @@ def _package_versions(family: str) -> dict[str, str]:
     except PackageNotFoundError:
         pass
     return versions
+
+
+def _peak_memory_mb() -> float | None:
+    """Peak resident memory of this process (MB), where the platform reports it."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+    except (ImportError, OSError):  # pragma: no cover - not on Linux
+        return None
 
 
 def _write_npz(path: pathlib.Path, **arrays) -> None:
@@ -387,9 +413,10 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
 
     threads = torch.get_num_threads()
     mode = choose_mode(params["mode"], family, params["device"])
+    batch_size = batch_size_for(params["mode"], mode, params["device"], params["batch_size"])
     _log(
         f"evaluate: frames={n_frames} atoms={n_atoms_total} mode={mode} (requested {params['mode']}) "
-        f"batch_size={params['batch_size']}; model: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
+        f"batch_size={batch_size}; model: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
         f"{info['n_parameters']} parameters, {info['dtype']}"
     )
     if params["mode"] == "batched" and mode != "batched":
@@ -401,11 +428,11 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
     try:
         if mode == "batched" and family == "chgnet":
             energies, forces, stress = evaluate_chgnet_batched(
-                calc.model, images, params["batch_size"], params["compute_stress"], progress
+                calc.model, images, batch_size, params["compute_stress"], progress
             )
         elif mode == "batched" and family == "sevenn":
             energies, forces, stress = evaluate_sevenn_batched(
-                calc.model, images, float(calc.cutoff), params["batch_size"], params["compute_stress"], progress,
+                calc.model, images, float(calc.cutoff), batch_size, params["compute_stress"], progress,
                 device=params["device"],
             )
         else:
@@ -440,7 +467,7 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
         "device": params["device"],
         "mode": mode,
         "mode_requested": params["mode"],
-        "batch_size": params["batch_size"] if mode == "batched" else 1,
+        "batch_size": batch_size,
         "compute_stress": params["compute_stress"],
         "n_frames": n_frames,
         "n_atoms_total": n_atoms_total,
@@ -451,6 +478,7 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
         "seconds_per_atom": eval_seconds / n_atoms_total if n_atoms_total else None,
         "wall_seconds": time.perf_counter() - wall_start,
         "torch_threads": threads,
+        "peak_memory_mb": _peak_memory_mb(),
         "versions": _package_versions(family),
     }
     _write_json(params["timing_file"], timing)

@@ -24,11 +24,16 @@ from ..systems.adsorption import _scheme, adsorption_energy
 from ..systems.surfaces import ADSORBATES, classify_site, layers
 
 __all__ = [
+    "END_STATE_ROLES",
     "LEFT_SITE_LATERAL_A",
     "adsorption_energy_errors",
     "barrier_error",
+    "neb_barrier_error",
     "reaction_energy_error",
+    "select_minima",
     "site_preference",
+    "stability_changed",
+    "stability_summary",
     "structural_stability",
 ]
 
@@ -485,4 +490,103 @@ def structural_stability(
                 "adsorbate_left_site": bool(s0 != s1 or dist > LEFT_SITE_LATERAL_A),
             }
         )
+    return out
+
+
+# ------------------------------------------------------------------- minima and their stability
+#: Frame roles that mark an end state of a reaction (a minimum by construction of the system).
+END_STATE_ROLES = ("initial", "final")
+
+
+def select_minima(infos: Sequence[Mapping], energies: Sequence[float], groups: Sequence[str]) -> list[int]:
+    """Indices of the frames that are DFT minima, to relax with a model (sorted).
+
+    Per group of frames (same system and composition, as the energy metrics group them): the frames
+    flagged ``info["minimum"]`` true, else the end states (``role`` initial or final), else the frame
+    with the lowest DFT energy (eV) of the group (a bond scan's equilibrium, a reference slab or gas
+    molecule). A frame flagged ``minimum`` false is never chosen. Frames without a finite energy are
+    only chosen when flagged.
+    """
+    n = len(infos)
+    if len(energies) != n or len(groups) != n:
+        raise ValueError(f"infos ({n}), energies ({len(energies)}) and groups ({len(groups)}) must have one entry per frame")
+    energies = np.asarray(energies, dtype=float)
+    by_group: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        by_group.setdefault(str(group), []).append(index)
+    chosen: list[int] = []
+    for indices in by_group.values():
+        allowed = [i for i in indices if infos[i].get("minimum", True) not in (False, "false", "False", 0)]
+        flagged = [i for i in allowed if infos[i].get("minimum") in (True, "true", "True", 1)]
+        if not flagged:
+            flagged = [i for i in allowed if infos[i].get("role") in END_STATE_ROLES]
+        if not flagged:
+            finite = [i for i in allowed if np.isfinite(energies[i])]
+            flagged = [min(finite, key=lambda i: energies[i])] if finite else []
+        chosen.extend(flagged)
+    return sorted(chosen)
+
+
+def stability_changed(result: Mapping) -> bool:
+    """Whether a :func:`structural_stability` result shows a chemical change: a bond broke or formed,
+    a molecule dissociated or an adsorbate left its site."""
+    return bool(result.get("n_bonds_broken") or result.get("n_bonds_formed") or result.get("dissociated")
+                or result.get("adsorbate_left_site"))
+
+
+def stability_summary(results: Sequence[Mapping]) -> dict:
+    """Summary over the :func:`structural_stability` results of several minima (one model).
+
+    ``n_minima``; ``rmsd_mean_A``/``rmsd_max_A`` (Å); ``max_displacement_A`` (largest over all);
+    ``n_bonds_broken``/``n_bonds_formed`` (totals); ``n_dissociated``, ``n_left_site`` (minima where an
+    adsorbate left its site), ``n_changed`` (minima with any of these, see :func:`stability_changed`);
+    ``n_not_converged`` (results carrying ``converged`` false).
+    """
+    if not results:
+        raise ValueError("no structural_stability results to summarise")
+    rmsd = np.array([_finite(r["rmsd_A"], "rmsd_A") for r in results])
+    return {
+        "n_minima": len(results),
+        "rmsd_mean_A": float(rmsd.mean()),
+        "rmsd_max_A": float(rmsd.max()),
+        "max_displacement_A": float(max(_finite(r["max_displacement_A"], "max_displacement_A") for r in results)),
+        "n_bonds_broken": int(sum(int(r.get("n_bonds_broken", 0)) for r in results)),
+        "n_bonds_formed": int(sum(int(r.get("n_bonds_formed", 0)) for r in results)),
+        "n_dissociated": int(sum(bool(r.get("dissociated")) for r in results)),
+        "n_left_site": int(sum(bool(r.get("adsorbate_left_site")) for r in results)),
+        "n_changed": int(sum(stability_changed(r) for r in results)),
+        "n_not_converged": int(sum(r.get("converged") is False for r in results)),
+    }
+
+
+def neb_barrier_error(dft_profile: Sequence[float], model_profile: Sequence[float]) -> dict:
+    """Barrier of the model's own NEB band against the DFT NEB band (energies in eV, initial image first).
+
+    Unlike :func:`barrier_error` the bands may have different numbers of images: each method's
+    barrier comes from its own band (forward: highest image - initial, reverse: highest - final). The
+    position of the highest image is compared as a fraction of the band (0 initial, 1 final);
+    ``highest_image_agrees`` when the two fractions are within half an image spacing of the coarser
+    band. Errors are model - DFT. With equal lengths the profile MAE of :func:`barrier_error` is added.
+    """
+    dft = _profile(dft_profile, "dft_profile")
+    model = _profile(model_profile, "model_profile")
+    out: dict = {}
+    for name, e in (("dft", dft), ("model", model)):
+        top = int(np.argmax(e))
+        out[f"{name}_barrier_eV"] = float(e[top] - e[0])
+        out[f"{name}_reverse_barrier_eV"] = float(e[top] - e[-1])
+        out[f"{name}_reaction_energy_eV"] = float(e[-1] - e[0])
+        out[f"{name}_highest_image"] = top
+        out[f"{name}_highest_image_fraction"] = top / (len(e) - 1)
+        out[f"{name}_n_images"] = len(e)
+    out["barrier_error_eV"] = out["model_barrier_eV"] - out["dft_barrier_eV"]
+    out["barrier_abs_error_eV"] = abs(out["barrier_error_eV"])
+    out["reverse_barrier_error_eV"] = out["model_reverse_barrier_eV"] - out["dft_reverse_barrier_eV"]
+    out["reaction_energy_error_eV"] = out["model_reaction_energy_eV"] - out["dft_reaction_energy_eV"]
+    spacing = 1.0 / (min(len(dft), len(model)) - 1)
+    out["highest_image_agrees"] = bool(
+        abs(out["model_highest_image_fraction"] - out["dft_highest_image_fraction"]) < 0.5 * spacing + 1e-9
+    )
+    if len(dft) == len(model):  # as in barrier_error: relative to each method's initial image, initial excluded
+        out["profile_mae_eV"] = float(np.mean(np.abs(((model - model[0]) - (dft - dft[0]))[1:])))
     return out

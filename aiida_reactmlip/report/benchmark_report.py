@@ -7,8 +7,25 @@ import pathlib
 
 import numpy as np
 
-from aiida_reactmlip.report.plots import plot_energy_parity, plot_energy_profile, plot_force_parity, plot_site_energies
-from aiida_reactmlip.report.tables import format_rows, headers, to_csv, to_markdown
+from aiida_reactmlip.report.plots import (
+    plot_energy_parity,
+    plot_energy_profile,
+    plot_force_parity,
+    plot_neb_profiles,
+    plot_site_energies,
+)
+from aiida_reactmlip.report.tables import (
+    STABILITY_COLUMNS,
+    format_rows,
+    headers,
+    neb_headers,
+    neb_markdown,
+    neb_rows,
+    stability_markdown,
+    stability_rows,
+    to_csv,
+    to_markdown,
+)
 
 
 def _groups_and_coordinates(frames):
@@ -27,7 +44,9 @@ def write_benchmark_report(node, output: str | pathlib.Path) -> dict[str, pathli
 
     Contents: ``leaderboard.md``/``.csv``, ``dataset.extxyz`` (the DFT labels), one energy profile
     per group of frames (DFT against each model, relative energies in eV), energy and force parity
-    plots, and ``index.html`` showing all of them.
+    plots, and ``index.html`` showing all of them. When the benchmark relaxed the DFT minima:
+    ``stability.md`` (every minimum per model) and its table in the page; when it ran a DFT NEB:
+    ``neb.md`` and ``neb_profile.png`` (DFT NEB, each model's NEB, each model on the DFT band).
     """
     from aiida_reactmlip.metrics import reference_indices, relative_energies
 
@@ -85,14 +104,57 @@ def write_benchmark_report(node, output: str | pathlib.Path) -> dict[str, pathli
         files[path.name] = path
         sites_plots.append(path.name)
     profiles = profiles + sites_plots
+    stability = _by_model_name(node, "stability")
+    neb = _by_model_name(node, "neb")
+    if stability:
+        files["stability.md"] = output / "stability.md"
+        files["stability.md"].write_text(stability_markdown(stability))
+    if neb:
+        files["neb.md"] = output / "neb.md"
+        files["neb.md"].write_text(neb_markdown(neb))
+        first = next(iter(neb.values()))
+        files["neb_profile.png"] = plot_neb_profiles(
+            first["dft_relative_energies_eV"],
+            {name: values["mlip_neb_relative_energies_eV"] for name, values in neb.items()},
+            {name: values["model_on_dft_band_relative_energies_eV"] for name, values in neb.items()},
+            output / "neb_profile.png", title="NEB: DFT against each model",
+        )
+        profiles.append("neb_profile.png")
     files["energy_parity.png"] = plot_energy_parity(dft_rel, predicted_rel, output / "energy_parity.png")
     files["force_parity.png"] = plot_force_parity(frames.forces, predicted_forces, output / "force_parity.png")
     files["index.html"] = output / "index.html"
-    files["index.html"].write_text(_html(node, rows, reference_note, profiles))
+    files["index.html"].write_text(_html(node, rows, reference_note, profiles, stability, neb))
     return files
 
 
-def _html(node, rows, reference_note: str, profiles: list[str]) -> str:
+def _by_model_name(node, namespace: str) -> dict[str, dict]:
+    """``{model name: dict}`` of an output namespace (stability, neb) of the benchmark; empty if absent."""
+    if namespace not in node.outputs:
+        return {}
+    return {node.outputs.metrics[key]["model_name"]: value.get_dict()
+            for key, value in sorted(node.outputs[namespace].items())}
+
+
+def _table(element_id: str, head: list[str], body: list[list[str]]) -> str:
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
+    return f'<table id="{element_id}"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def _html(node, rows, reference_note: str, profiles: list[str], stability: dict | None = None,
+          neb: dict | None = None) -> str:
+    extra = ""
+    if neb:
+        extra += ("<h2>NEB barrier: each model's own NEB against the DFT NEB</h2>"
+                  + _table("neb", neb_headers(), neb_rows(neb))
+                  + "<p>Same end states, number of images, interpolation and climbing image as the DFT NEB; "
+                  "'on DFT NEB band': the model's energies at the converged DFT images.</p>")
+    if stability:
+        extra += ("<h2>Structural stability: DFT minima relaxed with each model</h2>"
+                  + _table("stability", ["model"] + [h for _, h, _ in STABILITY_COLUMNS], stability_rows(stability))
+                  + "<p>RMSD over all atoms after removing the rigid translation; bonds: 1.25 x covalent radii "
+                  "with hysteresis; left site: the adsorbate's binding atom moved more than 1 &Aring; laterally "
+                  "or to another high-symmetry site. Fixed atoms kept fixed.</p>")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers(rows))
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in format_rows(rows)
@@ -112,6 +174,7 @@ img{{max-width:520px}}</style></head>
 dataset pk {node.outputs.dataset.pk} ({node.outputs.dataset.base.attributes.get("n_frames")} frames).</p>
 <table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <p>Energies: {html.escape(reference_note)}. Forces compared component by component.</p>
+{extra}
 <div id="plots">{images}</div>
 <script>
 window.addEventListener("load", () => {{

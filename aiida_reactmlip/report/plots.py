@@ -101,3 +101,38 @@ def plot_site_energies(
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_neb_profiles(
+    dft_relative: np.ndarray,
+    mlip_neb_relative: dict[str, np.ndarray],
+    on_dft_band_relative: dict[str, np.ndarray],
+    path: str | pathlib.Path,
+    title: str = "",
+) -> pathlib.Path:
+    """Energy (eV, relative to each band's initial image) along the band, as a fraction of the band.
+
+    DFT NEB (black), each model's own NEB (dashed) and each model's energies on the DFT NEB images
+    (dotted, same colour): the first shows the barrier error of the model's own NEB, the second the
+    energy error at DFT geometries.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
+    dft_relative = np.asarray(dft_relative, dtype=float)
+    x_dft = np.linspace(0.0, 1.0, len(dft_relative))
+    ax.plot(x_dft, dft_relative, "ko-", lw=2, label="DFT NEB (neb.x)")
+    markers = "s^Dv<>p"
+    for k, (name, values) in enumerate(mlip_neb_relative.items()):
+        values = np.asarray(values, dtype=float)
+        line, = ax.plot(np.linspace(0.0, 1.0, len(values)), values, marker=markers[k % len(markers)], ls="--",
+                        label=f"{name} NEB")
+        if name in on_dft_band_relative:
+            ax.plot(x_dft, np.asarray(on_dft_band_relative[name], dtype=float), ls=":", color=line.get_color(),
+                    marker=markers[k % len(markers)], mfc="none", label=f"{name} on DFT band")
+    ax.set_xlabel("position along the band (initial 0, final 1)")
+    ax.set_ylabel("relative energy (eV)")
+    ax.axhline(0.0, color="0.8", lw=0.8)
+    ax.legend(frameon=False, fontsize=7)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

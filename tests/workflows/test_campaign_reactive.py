@@ -1,0 +1,88 @@
+"""Campaign keys for the reactive extras: relax_minima, relax_settings, dft_neb, mlip_neb_settings."""
+
+import pathlib
+
+import pytest
+
+from aiida_reactmlip.workflows.campaign import (
+    CampaignSpec,
+    SystemRequest,
+    campaign_configurations,
+    check_dft_neb,
+    fixed_atoms_of,
+    load_campaign,
+    neb_end_structure,
+)
+
+WORKCHAINS = pathlib.Path(__file__).parents[2] / "workchains"
+
+
+def test_shipped_campaigns_relax_minima_and_the_growth_one_has_a_dft_neb():
+    for name in ("h2-dissociation", "h-on-cu111", "cu-adatom-cu111"):
+        assert load_campaign(WORKCHAINS / f"{name}.yaml").relax_minima, name
+    spec = load_campaign(WORKCHAINS / "cu-adatom-cu111.yaml")
+    assert spec.dft_neb["initial"] == "cu-adatom-cu111-fcc" and spec.dft_neb["final"] == "cu-adatom-cu111-hcp"
+    initial, final = check_dft_neb(spec, "test")
+    assert len(initial) == len(final) == 13
+    # the end states differ by the adatom's hop only (fcc -> hcp hollow, 1.48 Å on Cu(111) at a = 3.63 Å)
+    moved = ((initial.positions - final.positions) ** 2).sum(axis=1) ** 0.5
+    assert (moved > 1e-6).sum() == 1 and moved.max() == pytest.approx(3.63 / 2**0.5 / 3**0.5, abs=0.01)
+
+
+def test_relax_minima_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nsystems: [h2-dissociation]\nmodels: [chgnet-0.3.0]\n")
+    assert load_campaign(path).relax_minima  # campaign files: on unless `relax_minima: false`
+    path.write_text("name: x\nsystems: [h2-dissociation]\nmodels: [chgnet-0.3.0]\nrelax_minima: false\n")
+    assert not load_campaign(path).relax_minima
+    # built in code (reactmlip demo): off unless asked
+    assert not CampaignSpec(name="x", systems=[SystemRequest("h2-dissociation")], models=["chgnet-0.3.0"]).relax_minima
+
+
+def test_builder_constraints_become_fixed_atoms():
+    spec = load_campaign(WORKCHAINS / "h-on-cu111.yaml")
+    fixed = {atoms.info["name"]: fixed_atoms_of(atoms) for atoms in campaign_configurations(spec)}
+    assert fixed["cu111-slab"] == fixed["h-cu111-fcc"] == [0, 1, 2, 3]  # the bottom layer of the 2x2x3 slab
+    assert fixed["h2-gas"] == []
+
+
+BASE = "name: x\nsystems: [cu-adatom-cu111]\nmodels: [chgnet-0.3.0]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dft_neb: {initial: cu-adatom-cu111-fcc}\n", "dft_neb needs 'final'"),
+        ("dft_neb: {initial: cu-adatom-cu111-fcc, final: nowhere}\n", "dft_neb final 'nowhere' is not a configuration"),
+        ("dft_neb: {initial: cu-adatom-cu111-fcc, final: cu-adatom-cu111-hcp, images: 3}\n",
+         r"unknown dft_neb key\(s\) images"),
+        ("dft_neb: {initial: cu-adatom-cu111-fcc, final: cu-adatom-cu111-hcp, num_images: 2}\n",
+         "num_images counts the end states and must be >= 3"),
+        ("dft_neb: {initial: cu111-slab, final: cu-adatom-cu111-hcp}\n", "same atoms in the same order"),
+        ("dft_neb: [cu-adatom-cu111-fcc]\n", "'dft_neb' must be a mapping"),
+        ("relax_minima: maybe\n", "'relax_minima' must be true or false"),
+        ("relax_settings: 0.05\n", "'relax_settings' must be a mapping"),
+    ],
+)
+def test_bad_reactive_keys_refused(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BASE + text)
+    with pytest.raises(ValueError, match=message):
+        load_campaign(path)
+
+
+def test_neb_end_states_have_one_kind_per_element(aiida_profile):
+    """The slab builders tag layers (StructureData kinds Cu, Cu1, ...); neb.x needs one kind per element."""
+    from aiida.orm import StructureData
+
+    from aiida_reactmlip.workflows.neb import _check_end_states
+
+    spec = load_campaign(WORKCHAINS / "cu-adatom-cu111.yaml")
+    initial, final = check_dft_neb(spec, "test")
+    assert len(StructureData(ase=initial).kinds) > 1  # the labelled structure: one kind per layer tag
+    ends = [neb_end_structure(atoms, {"system": "cu-adatom-cu111", "multiplicity": 1}) for atoms in (initial, final)]
+    assert [kind.name for kind in ends[0].kinds] == ["Cu"]
+    assert _check_end_states(*ends) is None
+    assert ends[1].base.extras.get("system") == "cu-adatom-cu111"
+    for structure, atoms in zip(ends, (initial, final)):
+        assert abs(structure.get_ase().positions - atoms.positions).max() < 1e-10  # (stored: JSON round trip)
