@@ -8,7 +8,7 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.reactmlip-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench setup install system-deps clean-venv
+.PHONY: demo test test-slow test-fast bench setup install system-deps clean-venv
 
 ## Debian packages: Quantum ESPRESSO (pw.x, neb.x), its pseudopotentials, Open MPI, a faster BLAS.
 system-deps:
@@ -38,9 +38,15 @@ setup: system-deps install
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/reactmlip -p $(PROFILE) demo
 
-## The whole test suite (SQLite suite, pw.x runs, MLIPs, and the PostgreSQL + RabbitMQ daemon path).
+## The test suite (SQLite suite, pw.x runs, MLIPs, and the PostgreSQL + RabbitMQ daemon path), without the
+## end-to-end runs marked `slow` (about 20 minutes on 2 cores).
 test: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## Only the end-to-end runs marked `slow`: the demo, the full fine-tuning study, the active-learning evidence,
+## DFT NEB against MLIP NEB (about 25 minutes on 2 cores). CI runs `make test` and then this.
+test-slow: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 ## Only the fast tests (no pw.x, no daemon): seconds to a minute.
 test-fast: install
