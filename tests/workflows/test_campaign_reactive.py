@@ -17,10 +17,19 @@ from aiida_reactmlip.workflows.campaign import (
 WORKCHAINS = pathlib.Path(__file__).parents[2] / "workchains"
 
 
-def test_shipped_campaigns_relax_minima_and_the_growth_one_has_a_dft_neb():
+def growth_campaign_with_dft_neb(tmp_path):
+    """workchains/cu-adatom-cu111.yaml plus a dft_neb fcc -> hcp (the shipped file has none: see its comment)."""
+    text = (WORKCHAINS / "cu-adatom-cu111.yaml").read_text()
+    text += ("dft_neb: {initial: cu-adatom-cu111-fcc, final: cu-adatom-cu111-hcp, num_images: 3, "
+             "interpolation: idpp, climbing_image: true}\n")
+    (tmp_path / "neb.yaml").write_text(text)
+    return load_campaign(tmp_path / "neb.yaml")
+
+
+def test_shipped_campaigns_relax_minima_and_a_dft_neb_between_growth_end_states(tmp_path):
     for name in ("h2-dissociation", "h-on-cu111", "cu-adatom-cu111"):
         assert load_campaign(WORKCHAINS / f"{name}.yaml").relax_minima, name
-    spec = load_campaign(WORKCHAINS / "cu-adatom-cu111.yaml")
+    spec = growth_campaign_with_dft_neb(tmp_path)
     assert spec.dft_neb["initial"] == "cu-adatom-cu111-fcc" and spec.dft_neb["final"] == "cu-adatom-cu111-hcp"
     initial, final = check_dft_neb(spec, "test")
     assert len(initial) == len(final) == 13
@@ -71,13 +80,13 @@ def test_bad_reactive_keys_refused(tmp_path, text, message):
         load_campaign(path)
 
 
-def test_neb_end_states_have_one_kind_per_element(aiida_profile):
+def test_neb_end_states_have_one_kind_per_element(aiida_profile, tmp_path):
     """The slab builders tag layers (StructureData kinds Cu, Cu1, ...); neb.x needs one kind per element."""
     from aiida.orm import StructureData
 
     from aiida_reactmlip.workflows.neb import _check_end_states
 
-    spec = load_campaign(WORKCHAINS / "cu-adatom-cu111.yaml")
+    spec = growth_campaign_with_dft_neb(tmp_path)
     initial, final = check_dft_neb(spec, "test")
     assert len(StructureData(ase=initial).kinds) > 1  # the labelled structure: one kind per layer tag
     ends = [neb_end_structure(atoms, {"system": "cu-adatom-cu111", "multiplicity": 1}) for atoms in (initial, final)]
