@@ -98,8 +98,8 @@ BATCHED_FAMILIES = ("chgnet", "sevenn")
 #: ``mode: auto`` on CPU: families whose batched path beat the per-frame ASE loop when measured on CPU
 #: (``python -m benchmarks evaluate_modes``; see :func:`choose_mode` and docs/benchmark.md).
 BATCHED_ON_CPU: tuple[str, ...] = ("chgnet", "sevenn")
-#: The largest batch ``mode: auto`` uses on CPU: batches of 8 cost CHGNet 1.26x the CPU time per frame
-#: of its loop (single thread) and ~0.5 GB of memory per 37-atom frame; batches of 4 cost the same as the loop.
+#: The largest batch ``mode: auto`` uses on CPU: CHGNet's batches of 8 took 1.35x the time per frame of its
+#: loop and ~0.5 GB of memory per 37-atom frame; batches of 4 take the same time as the loop.
 CPU_AUTO_BATCH_SIZE = 4
 
 INPUT_DEFAULTS: dict[str, Any] = {
@@ -329,11 +329,10 @@ def choose_mode(requested: str, family: str, device: str) -> str:
     ``ase`` is always honoured; ``batched`` for a family without a batched path (MACE here) falls back
     to ``ase``. ``auto``: batched on an accelerator for CHGNet and SevenNet (one kernel launch per
     batch instead of per frame); on CPU batched for the families in :data:`BATCHED_ON_CPU`, in batches
-    of at most :data:`CPU_AUTO_BATCH_SIZE` (:func:`batch_size_for`). Measured on 2 CPU cores shared
-    with other work (docs/benchmark.md): with one torch thread a batch of 4 costs the same CPU time per
-    frame as the calculator loop (CHGNet 0.98x, SevenNet 1.01x); with the runner's two threads the
-    batches synchronise the threads far less often per frame and ran 1.4x (CHGNet) and 1.8x
-    (SevenNet) faster than the loop.
+    of at most :data:`CPU_AUTO_BATCH_SIZE` (:func:`batch_size_for`). Measured on 2 idle CPU cores,
+    two torch threads (docs/benchmark.md, "Batched or not"): loop time / batched time = CHGNet 0.98 for
+    batches of 4 and 0.74 for 8, SevenNet 1.09 and 1.22; on a busy machine batches suffered less from
+    thread synchronisation than the loop.
     """
     if requested == "ase" or family not in BATCHED_FAMILIES:
         return "ase"
