@@ -810,20 +810,10 @@ def load_loop_spec(path) -> dict:
     """
     import pathlib
 
-    import yaml
+    from aiida_reactmlip.workflows.spec_files import read_spec_file
 
     path = pathlib.Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exception:
-        raise ValueError(f"loop file {path} does not exist") from exception
-    except yaml.YAMLError as exception:
-        raise ValueError(f"loop file {path} is not valid YAML: {exception}") from exception
-    if not isinstance(data, dict):
-        raise ValueError(f"loop file {path} must hold a mapping with keys among {sorted(LOOP_KEYS)}")  # noqa: TRY004
-    unknown = sorted(set(data) - LOOP_KEYS)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(LOOP_KEYS))}")
+    data = read_spec_file(path, "loop", LOOP_KEYS)
     for key in ("name", "model", "validation"):
         if not data.get(key):
             raise ValueError(f"{path}: '{key}' is required")

@@ -33,7 +33,7 @@ import pathlib
 import re
 import typing as t
 
-import yaml
+from aiida_reactmlip.workflows.spec_files import read_spec_file
 
 KNOWN_KEYS = {"name", "category", "description", "systems", "models", "protocol", "pseudo_family", "pw_processes",
               "energy_reference", "relax_minima", "relax_settings", "dft_neb", "mlip_neb_settings"}
@@ -75,19 +75,9 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
     from aiida_reactmlip.systems import list_systems
 
     path = pathlib.Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exception:
-        raise ValueError(f"campaign file {path} does not exist") from exception
-    except yaml.YAMLError as exception:
-        raise ValueError(f"campaign file {path} is not valid YAML: {exception}") from exception
-    if not isinstance(data, dict):
-        raise ValueError(f"campaign file {path} must hold a mapping with keys {sorted(KNOWN_KEYS)}")
-    unknown = sorted(set(data) - KNOWN_KEYS)
-    if unknown:
-        hint = ("; fine-tuning studies (workchains/finetune-*.yaml) run with `reactmlip finetune study`, "
-                "active-learning loops (workchains/loop-*.yaml) with `reactmlip loop run`")
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_KEYS))}{hint}")
+    data = read_spec_file(path, "campaign", KNOWN_KEYS, hint=(
+        "; fine-tuning studies (workchains/finetune-*.yaml) run with `reactmlip finetune study`, "
+        "active-learning loops (workchains/loop-*.yaml) with `reactmlip loop run`"))
     for key in ("name", "systems", "models"):
         if not data.get(key):
             raise ValueError(f"{path}: '{key}' is required")

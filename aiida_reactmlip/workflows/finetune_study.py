@@ -485,22 +485,11 @@ def load_study(path: str | pathlib.Path) -> StudySpec:
         energy_reference: relative:min
         max_concurrent_jobs: 2          # jobs at once; 0: all
     """
-    import yaml
-
     from aiida_reactmlip.calculations.split import split_parameters
+    from aiida_reactmlip.workflows.spec_files import read_spec_file
 
     path = pathlib.Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exception:
-        raise ValueError(f"study file {path} does not exist") from exception
-    except yaml.YAMLError as exception:
-        raise ValueError(f"study file {path} is not valid YAML: {exception}") from exception
-    if not isinstance(data, dict):
-        raise ValueError(f"study file {path} must hold a mapping with keys {sorted(STUDY_KEYS)}")  # noqa: TRY004
-    unknown = sorted(set(data) - STUDY_KEYS)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(STUDY_KEYS))}")
+    data = read_spec_file(path, "study", STUDY_KEYS)
     for key in ("name", "dataset", "models", "budgets"):
         if data.get(key) in (None, "", []):
             raise ValueError(f"{path}: '{key}' is required")
