@@ -11,7 +11,8 @@ For each model (CHGNet 0.3.0, SevenNet-0) on the same F rattled frames of a Cu(1
   ``atoms.calc = calc; atoms.get_potential_energy(); atoms.get_forces(); atoms.get_stress()``
   (the runner computes stress for 3D-periodic frames too; both models produce it in the same
   forward pass, so asking for it costs nothing extra). A fresh process because this one has already
-  imported the model packages and built the models while provisioning their nodes.
+  imported the model packages and built the models while provisioning their nodes. The loop gets as
+  many torch threads as the runner used cores (its threads per process times its worker processes).
 
 Reported: both wall times, model load times, ``ratio_eval`` (loop evaluation s / runner
 ``evaluation_seconds``) and ``ratio_total`` (loop process wall / CalcJob path incl. the dataset
@@ -289,14 +290,21 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
         )
         busy["before_loop"] = wait_for_idle(wait_idle, log=log)
         log(f"evaluate: {name}: plain loop ... (CPUs {_pct(busy['before_loop']['busy_fraction'])} busy)")
-        loop = run_loop(images, family, name, calcjob["timing"].get("torch_threads"))
+        # the loop gets every core the runner used: its threads times its worker processes
+        runner_threads = calcjob["timing"].get("torch_threads")
+        loop_threads = runner_threads * int(calcjob["timing"].get("workers") or 1) if runner_threads else None
+        loop = run_loop(images, family, name, loop_threads)
         log(f"evaluate: {name}: plain loop {loop['process_seconds']:.1f} s "
             f"(evaluation {loop['evaluation_seconds']:.1f} s)")
         diff = compare(calcjob, loop)
         # the loop's per-frame clock, cut at the frame counts of the runner's progress lines
         marks = calcjob["progress"]
         loop_marks = [(done, float(loop["frame_end_seconds"][done - 1])) for done, _ in marks]
-        best_runner, best_loop = best_chunk_seconds_per_frame(marks), best_chunk_seconds_per_frame(loop_marks)
+        best_loop = best_chunk_seconds_per_frame(loop_marks)
+        # with worker processes the progress lines count chunks that finish in several processes at once:
+        # their fastest tenth would exaggerate, so it is left out
+        single_process = int(calcjob["timing"].get("workers") or 1) == 1
+        best_runner = best_chunk_seconds_per_frame(marks) if single_process else None
 
         runner_load = float(calcjob["timing"]["model_load_seconds"])
         runner_eval = float(calcjob["timing"]["evaluation_seconds"])
@@ -314,6 +322,9 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
                 "seconds_per_frame": runner_eval / n_frames,
                 "mode": calcjob["timing"].get("mode"),
                 "torch_threads": calcjob["timing"].get("torch_threads"),
+                "workers": calcjob["timing"].get("workers"),
+                "frames_by_helpers": calcjob["timing"].get("frames_by_helpers"),
+                "worker_load_seconds": calcjob["timing"].get("worker_load_seconds"),
                 "node_pk": calcjob["pk"],
                 # CPU of this process + its waited-for children during run_get_node (not the runner)
                 "engine_cpu_seconds": calcjob["engine_cpu_seconds"],
@@ -399,10 +410,12 @@ def render(result: dict[str, Any], console) -> None:
         main.add_column(column, justify="right")
     for name, r in result["results"].items():
         c, lp = r["calcjob"], r["loop"]
-        main.add_row(name, "CalcJob", fmt_s(c["total_seconds"]), fmt_s(c["model_load_seconds"]),
+        workers = c.get("workers") or 1
+        calcjob_path = f"CalcJob ({c.get('mode')}, {workers} x {c.get('torch_threads')} thr.)"
+        main.add_row(name, calcjob_path, fmt_s(c["total_seconds"]), fmt_s(c["model_load_seconds"]),
                      fmt_s(c["evaluation_seconds"]), fmt_s(c["other_seconds"]), fmt_ms(c["seconds_per_frame"]),
                      fmt_ms(r["best_chunk_seconds_per_frame"]["calcjob"]))
-        main.add_row("", "plain loop", fmt_s(lp["total_seconds"]), fmt_s(lp["model_load_seconds"]),
+        main.add_row("", f"plain loop ({lp.get('torch_threads')} thr.)", fmt_s(lp["total_seconds"]), fmt_s(lp["model_load_seconds"]),
                      fmt_s(lp["evaluation_seconds"]), fmt_s(lp["other_seconds"]), fmt_ms(lp["seconds_per_frame"]),
                      fmt_ms(r["best_chunk_seconds_per_frame"]["loop"]), end_section=True)
     console.print(main)

@@ -21,7 +21,8 @@ from aiida_reactmlip.calculations.runner import STATUS_FILE  # noqa: E402  (writ
 LOG_FILE = "runner.log"
 
 #: Settings the runner understands, with defaults.
-DEFAULT_SETTINGS = {"device": "cpu", "batch_size": 16, "mode": "auto", "compute_stress": True}
+DEFAULT_SETTINGS = {"device": "cpu", "batch_size": 16, "mode": "auto", "compute_stress": True,
+                    "workers": None, "num_threads": None}
 
 
 def validate_inputs(inputs, _):
@@ -47,7 +48,10 @@ class EvaluateCalculation(CalcJob):
     """Predict energies (eV), forces (eV/Å) and stress (eV/Å^3) of every frame of a dataset with one MLIP.
 
     Runs ``reactmlip-runner evaluate`` on the computer of ``code`` (localhost, a GPU node, an HPC cluster):
-    the runner does not import AiiDA and batches inference where the model family supports it.
+    the runner does not import AiiDA. On an accelerator it batches inference where the model family
+    supports it; on CPU it shares the frames among worker processes, one per core it may use (its
+    affinity mask: ask the scheduler for cores, e.g. ``resources`` ``num_cores_per_mpiproc``). Settings
+    ``workers`` and ``num_threads`` (torch threads per process) override that choice.
     """
 
     @classmethod

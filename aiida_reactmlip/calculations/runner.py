@@ -23,7 +23,9 @@ Usage::
       "mode": "auto" | "batched" | "ase", # batched: CHGNet predict_structure, SevenNet graph batches;
                                           # ase: calculator loop; auto: see choose_mode and
                                           # batch_size_for (on CPU: CHGNet in batches of at most 4)
-      "num_threads": 2,                   # optional: torch.set_num_threads
+      "workers": null,                    # processes sharing the frames (null: auto, see plan_workers:
+                                          # on CPU one per core and 100 frames, else 1)
+      "num_threads": 2,                   # optional: torch threads per process (null: cores / workers)
       "dtype": null,                      # optional: MACE "float64" (default) or "float32"
       "output_file": "predictions.npz",
       "timing_file": "timing.json"
@@ -96,11 +98,18 @@ MODES = ("auto", "batched", "ase")
 BATCHED_FAMILIES = ("chgnet", "sevenn")
 
 #: ``mode: auto`` on CPU: families whose batched path beat the per-frame ASE loop when measured on CPU
-#: (``python -m benchmarks evaluate_modes``; see :func:`choose_mode` and docs/benchmark.md).
-BATCHED_ON_CPU: tuple[str, ...] = ("chgnet",)
-#: The largest batch ``mode: auto`` uses on CPU: CHGNet's batches of 8 took 1.35x the time per frame of its
-#: loop and ~0.5 GB of memory per 37-atom frame; batches of 4 take the same time as the loop.
+#: (``python -m benchmarks evaluate_modes``; see :func:`choose_mode` and docs/benchmark.md). None did:
+#: on CPU the frames are shared by worker processes instead (:func:`plan_workers`).
+BATCHED_ON_CPU: tuple[str, ...] = ()
+#: The largest batch ``mode: auto`` would use on CPU for a family of :data:`BATCHED_ON_CPU`: CHGNet's batches
+#: of 8 took 1.35x the time per frame of its loop and ~0.5 GB of memory per 37-atom frame.
 CPU_AUTO_BATCH_SIZE = 4
+
+#: ``workers: null`` on CPU: at most this many worker processes ...
+MAX_AUTO_WORKERS = 8
+#: ... and only when each gets at least this many frames: a helper pays 4 s (CHGNet) to 8 s (SevenNet) of
+#: imports and model load on a busy core before its first frame, which ~100 frames of 1.37x speed repay.
+MIN_FRAMES_PER_WORKER = 100
 
 INPUT_DEFAULTS: dict[str, Any] = {
     "model_file": None,
@@ -109,6 +118,7 @@ INPUT_DEFAULTS: dict[str, Any] = {
     "batch_size": 16,
     "compute_stress": True,
     "mode": "auto",
+    "workers": None,
     "num_threads": None,
     "dtype": None,
     "output_file": "predictions.npz",
@@ -170,12 +180,15 @@ def read_input(input_file: str | os.PathLike) -> dict[str, Any]:
         params["batch_size"] = int(params["batch_size"])
         if params["batch_size"] < 1:
             raise ValueError("must be >= 1")
-        if params["num_threads"] is not None:
-            params["num_threads"] = int(params["num_threads"])
-            if params["num_threads"] < 1:
-                raise ValueError("num_threads must be >= 1")
+        for key in ("workers", "num_threads"):
+            if params[key] is not None:
+                if isinstance(params[key], bool) or int(params[key]) != params[key]:
+                    raise ValueError(f"{key} must be an integer or null, got {params[key]!r}")
+                params[key] = int(params[key])
+                if params[key] < 1:
+                    raise ValueError(f"{key} must be >= 1, got {params[key]}")
     except (TypeError, ValueError) as exc:
-        raise invalid(f"invalid batch_size/num_threads: {exc}") from exc
+        raise invalid(f"invalid batch_size/workers/num_threads: {exc}") from exc
     params["compute_stress"] = bool(params["compute_stress"])
 
     if params["model_file"] is None:
@@ -323,16 +336,160 @@ def evaluate_sevenn_batched(model, images, cutoff: float, batch_size: int = 16, 
     return energies, forces, stress
 
 
+def evaluate_images(calc, family: str, mode: str, images, batch_size: int, compute_stress: bool,
+                    device: str = "cpu", progress: _Progress | None = None):
+    """Energies, forces and stress of ``images`` in ``mode`` (``batched`` or ``ase``, as :func:`choose_mode` says)."""
+    if mode == "batched" and family == "chgnet":
+        return evaluate_chgnet_batched(calc.model, images, batch_size, compute_stress, progress)
+    if mode == "batched" and family == "sevenn":
+        return evaluate_sevenn_batched(
+            calc.model, images, float(calc.cutoff), batch_size, compute_stress, progress, device=device
+        )
+    return evaluate_ase(calc, images, compute_stress, progress)
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, which a batch scheduler sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_workers(workers: int | None, num_threads: int | None, n_frames: int, device: str,
+                 cpus: int) -> tuple[int, int | None]:
+    """``(worker processes, torch threads per process)`` for an evaluation of ``n_frames`` frames.
+
+    An explicit ``workers`` is honoured (at most one per frame). ``workers: null`` on CPU: one process
+    per core, at most :data:`MAX_AUTO_WORKERS`, and only as many as get :data:`MIN_FRAMES_PER_WORKER`
+    frames each; on an accelerator one. Threads: ``num_threads`` when given, else ``cpus // workers``
+    for several workers and torch's own default (``None``) for one. Why: a 37-atom graph keeps two
+    threads of one process busy only part of the time (graph building is serial Python), so on two
+    cores two single-threaded processes evaluated 1.37x (CHGNet) and 1.40x (SevenNet) the frames per
+    second of one two-threaded process (docs/benchmark.md, "Worker processes").
+    """
+    if workers is not None:
+        planned = max(1, min(int(workers), n_frames))
+    elif str(device).startswith("cpu"):
+        planned = max(1, min(cpus, MAX_AUTO_WORKERS, n_frames // MIN_FRAMES_PER_WORKER))
+    else:
+        planned = 1
+    if num_threads:
+        threads: int | None = int(num_threads)
+    else:
+        threads = max(1, cpus // planned) if planned > 1 else None
+    return planned, threads
+
+
+def worker_chunks(n_frames: int, workers: int, batch_size: int) -> list[range]:
+    """Consecutive frame ranges shared out among the workers: about 32 per worker, so that the last ones
+    leave little idle time, each a whole number of batches of at least 4 frames."""
+    per_chunk = max(4, math.ceil(n_frames / (32 * workers)))
+    per_chunk = max(batch_size, math.ceil(per_chunk / batch_size) * batch_size)
+    return [range(start, min(start + per_chunk, n_frames)) for start in range(0, n_frames, per_chunk)]
+
+
+#: State of a worker process of :func:`evaluate_in_workers` (set by :func:`_worker_init`).
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(family: str, model_file: str, device: str, dtype: str | None, threads: int, mode: str,
+                 batch_size: int, compute_stress: bool) -> None:
+    import contextlib
+    import io
+
+    import torch
+
+    start = time.perf_counter()
+    torch.set_num_threads(threads)
+    with contextlib.redirect_stdout(io.StringIO()):  # "CHGNet v0.3.0 initialized with ..."
+        calc = load_calculator(family, model_file, device=device, dtype=dtype)
+    _WORKER.update(calc=calc, family=family, device=device, mode=mode, batch_size=batch_size,
+                   compute_stress=compute_stress, load_seconds=time.perf_counter() - start)
+
+
+def _worker_evaluate(images) -> tuple:
+    energies, forces, stress = evaluate_images(
+        _WORKER["calc"], _WORKER["family"], _WORKER["mode"], images, _WORKER["batch_size"],
+        _WORKER["compute_stress"], _WORKER["device"],
+    )
+    return energies, forces, stress, os.getpid(), _WORKER["load_seconds"], _peak_memory_mb()
+
+
+def evaluate_in_workers(calc, params: dict[str, Any], mode: str, images, batch_size: int, workers: int,
+                        threads: int, progress: _Progress | None = None):
+    """Like :func:`evaluate_images`, with the frames shared by this process and ``workers - 1`` helpers.
+
+    The helpers are fresh processes (``spawn``: no torch state crosses a fork) that load the model once
+    with ``threads`` torch threads each; while they import and load, this process, whose ``calc`` is
+    already loaded, evaluates chunks from the end of the frames, so their start-up costs little. The
+    helpers take chunks (:func:`worker_chunks`) from the front. Returns energies, forces, stress (frame
+    order) and ``{"worker_pids", "worker_load_seconds", "frames_by_helpers", "peak_memory_mb_helper"}``.
+    """
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    import torch
+
+    torch.set_num_threads(threads)
+    chunks = worker_chunks(len(images), workers, batch_size)
+    results: dict[int, tuple] = {}
+    pending = deque(range(len(chunks)))
+    pids, load_seconds, done, by_helpers, helper_memory = set(), 0.0, 0, 0, 0.0
+    initargs = (params["family"], str(params["model_file"]), params["device"], params["dtype"], threads, mode,
+                batch_size, params["compute_stress"])
+    pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=initargs)
+    in_flight: dict = {}
+    try:
+        while pending or in_flight:
+            while pending and len(in_flight) < 2 * (workers - 1):  # one chunk queued behind each running one
+                index = pending.popleft()
+                chunk = chunks[index]
+                in_flight[pool.submit(_worker_evaluate, images[chunk.start : chunk.stop])] = index
+            finished = [future for future in in_flight if future.done()]
+            if not finished and not pending:
+                finished = list(wait(in_flight, return_when=FIRST_COMPLETED).done)
+            for future in finished:
+                index = in_flight.pop(future)
+                energies, forces, stress, pid, worker_load, memory = future.result()
+                helper_memory = max(helper_memory, memory or 0.0)
+                results[index] = (energies, forces, stress)
+                pids.add(pid)
+                load_seconds = max(load_seconds, worker_load)
+                done += len(chunks[index])
+                by_helpers += len(chunks[index])
+            if pending and not finished:  # this process takes the last chunk not yet handed out
+                index = pending.pop()
+                chunk = chunks[index]
+                results[index] = evaluate_images(calc, params["family"], mode, images[chunk.start : chunk.stop],
+                                                 batch_size, params["compute_stress"], params["device"])
+                done += len(chunk)
+            if progress is not None:
+                progress.update(done)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    ordered = [results[index] for index in range(len(chunks))]
+    energies = np.concatenate([r[0] for r in ordered])
+    forces = [f for r in ordered for f in r[1]]
+    stress = np.concatenate([r[2] for r in ordered])
+    extra = {"worker_pids": sorted(pids), "worker_load_seconds": load_seconds, "frames_by_helpers": by_helpers,
+             "peak_memory_mb_helper": helper_memory or None}
+    return energies, forces, stress, extra
+
+
 def choose_mode(requested: str, family: str, device: str) -> str:
     """The mode actually used.
 
     ``ase`` is always honoured; ``batched`` for a family without a batched path (MACE here) falls back
     to ``ase``. ``auto``: batched on an accelerator for CHGNet and SevenNet (one kernel launch per
-    batch instead of per frame); on CPU batched for the families in :data:`BATCHED_ON_CPU`, in batches
-    of at most :data:`CPU_AUTO_BATCH_SIZE` (:func:`batch_size_for`). Measured on 2 idle CPU cores
-    (docs/benchmark.md, "Batched or not"), whole CalcJob path on 500 frames against a plain loop:
-    CHGNet batches of 4 0.99, its ASE loop 0.94; SevenNet batches of 4 0.88, of 8 0.77, its ASE loop
-    1.06. So on CPU, auto batches CHGNet and runs SevenNet frame by frame.
+    batch instead of per frame); on CPU batched only for the families in :data:`BATCHED_ON_CPU`
+    (none), in batches of at most :data:`CPU_AUTO_BATCH_SIZE` (:func:`batch_size_for`). Measured on 2
+    idle CPU cores (docs/benchmark.md, "Batched or not"): CHGNet's batches of 4 took 1.06x the time of
+    its frame-by-frame loop in one process (200 frames) and 1.29x with two worker processes;
+    SevenNet's batches of 4 and 8 took 1.13x and 1.30x. On CPU the speed comes from worker
+    processes (:func:`plan_workers`), not from batches.
     """
     if requested == "ase" or family not in BATCHED_FAMILIES:
         return "ase"
@@ -404,18 +561,22 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
     family = params["family"]
     model_file: pathlib.Path = params["model_file"]
     frames, images, calc, info, load_seconds = _load_frames_and_calculator(params, "evaluate")
+    cpus = available_cpus()
+    workers, worker_threads = plan_workers(params["workers"], params["num_threads"], len(images),
+                                           params["device"], cpus)
     n_frames = len(images)
     n_atoms = np.asarray(frames.n_atoms, dtype=np.int64)
     n_atoms_total = int(n_atoms.sum())
 
     import torch
 
-    threads = torch.get_num_threads()
+    threads = worker_threads if workers > 1 else torch.get_num_threads()
     mode = choose_mode(params["mode"], family, params["device"])
     batch_size = batch_size_for(params["mode"], mode, params["device"], params["batch_size"])
     _log(
         f"evaluate: frames={n_frames} atoms={n_atoms_total} mode={mode} (requested {params['mode']}) "
-        f"batch_size={batch_size}; model: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
+        f"batch_size={batch_size} workers={workers} (requested {params['workers'] or 'auto'}, {cpus} cores) "
+        f"threads/worker={threads}; model: {info['n_elements']} elements, cutoff {info['cutoff']} A, "
         f"{info['n_parameters']} parameters, {info['dtype']}"
     )
     if params["mode"] == "batched" and mode != "batched":
@@ -424,18 +585,16 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
     # -- evaluation
     progress = _Progress(n_frames)
     eval_start = time.perf_counter()
+    workers_info: dict[str, Any] = {}
     try:
-        if mode == "batched" and family == "chgnet":
-            energies, forces, stress = evaluate_chgnet_batched(
-                calc.model, images, batch_size, params["compute_stress"], progress
-            )
-        elif mode == "batched" and family == "sevenn":
-            energies, forces, stress = evaluate_sevenn_batched(
-                calc.model, images, float(calc.cutoff), batch_size, params["compute_stress"], progress,
-                device=params["device"],
+        if workers > 1:
+            energies, forces, stress, workers_info = evaluate_in_workers(
+                calc, params, mode, images, batch_size, workers, worker_threads, progress
             )
         else:
-            energies, forces, stress = evaluate_ase(calc, images, params["compute_stress"], progress)
+            energies, forces, stress = evaluate_images(
+                calc, family, mode, images, batch_size, params["compute_stress"], params["device"], progress
+            )
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         raise RunnerError(EXIT_EVALUATION, f"evaluation failed: {type(exc).__name__}: {exc}") from exc
@@ -477,7 +636,13 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
         "seconds_per_atom": eval_seconds / n_atoms_total if n_atoms_total else None,
         "wall_seconds": time.perf_counter() - wall_start,
         "torch_threads": threads,
+        "workers": workers,
+        "workers_requested": params["workers"],
+        "cpus": cpus,
+        "worker_load_seconds": workers_info.get("worker_load_seconds"),
+        "frames_by_helpers": workers_info.get("frames_by_helpers"),
         "peak_memory_mb": _peak_memory_mb(),
+        "peak_memory_mb_helper": workers_info.get("peak_memory_mb_helper"),
         "versions": _package_versions(family),
     }
     _write_json(params["timing_file"], timing)
@@ -632,6 +797,16 @@ def read_task_input(input_file: str | os.PathLike, task: str) -> dict[str, Any]:
     return params
 
 
+def _load_calculator(params: dict[str, Any]):
+    """The ASE calculator of ``params``'s model; RunnerError (model load or input) on failure."""
+    try:
+        return load_calculator(params["family"], params["model_file"], device=params["device"], dtype=params["dtype"])
+    except ModelError as exc:
+        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
+    except ValueError as exc:
+        raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
+
+
 def _load_frames_and_calculator(params: dict[str, Any], task: str):
     """(frames, images, calculator, model info, load seconds) for ``params``; RunnerError on failure."""
     from aiida_reactmlip.frames import read_extxyz
@@ -668,12 +843,7 @@ def _load_frames_and_calculator(params: dict[str, Any], task: str):
         check_elements(params["model_name"], info["elements"], symbols)
     except ElementNotCoveredError as exc:
         raise RunnerError(EXIT_ELEMENTS, str(exc)) from exc
-    try:
-        calc = load_calculator(params["family"], model_file, device=params["device"], dtype=params["dtype"])
-    except ModelError as exc:
-        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
-    except ValueError as exc:
-        raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
+    calc = _load_calculator(params)
     load_seconds = time.perf_counter() - load_start
     _log(f"model loaded in {load_seconds:.2f} s")
     for atoms in images:

@@ -21,6 +21,8 @@ A campaign file (``workchains/NAME.yaml``)::
       num_images: 3                          # images of the band, end states included
       interpolation: idpp                    # idpp | linear
       climbing_image: true
+      relax_end_states: true                 # neb.x optimises the end states with the band (first_last_opt);
+                                             # atoms the slab builders fix (FixAtoms) stay fixed in every image
       path_overrides: {nstep_path: 30}       # optional neb.x PATH overrides
     mlip_neb_settings: {fmax: 0.05}          # optional reactmlip.neb settings of the models' NEB
 """
@@ -39,7 +41,7 @@ KNOWN_KEYS = {"name", "category", "description", "systems", "models", "protocol"
               "energy_reference", "relax_minima", "relax_settings", "dft_neb", "mlip_neb_settings"}
 #: Keys of a campaign's ``dft_neb`` entry (``initial`` and ``final`` required: configuration names).
 DFT_NEB_KEYS = {"initial", "final", "num_images", "interpolation", "climbing_image", "path_overrides",
-                "parameter_overrides", "max_iterations"}
+                "parameter_overrides", "max_iterations", "relax_end_states"}
 
 
 @dataclasses.dataclass
@@ -255,6 +257,7 @@ def run_campaign(spec: CampaignSpec):
         builder.dft_neb.num_images = orm.Int(int(neb.get("num_images", 5)))
         builder.dft_neb.interpolation = orm.Str(neb.get("interpolation", "idpp"))
         builder.dft_neb.climbing_image = orm.Bool(bool(neb.get("climbing_image", True)))
+        builder.dft_neb.relax_end_states = orm.Bool(bool(neb.get("relax_end_states", True)))
         builder.dft_neb.max_iterations = orm.Int(int(neb.get("max_iterations", 3)))
         for key in ("path_overrides", "parameter_overrides"):
             if neb.get(key):

@@ -40,6 +40,36 @@ def _check_end_states(first, last) -> str | None:
     return None
 
 
+def fixed_atoms_of(structure: orm.StructureData, explicit: orm.List | None = None) -> list[int]:
+    """Atoms (0-based) kept fixed in every image: ``explicit`` if given, else the structure's ``fixed_atoms``
+    extra (a list, or a JSON list as campaigns store a slab's constrained layers), else none.
+
+    Raises ValueError naming the problem: not integers, an index out of range, every atom fixed.
+    """
+    import json
+
+    value = explicit.get_list() if explicit is not None else structure.base.extras.get("fixed_atoms", None)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the `fixed_atoms` extra {value!r} is not a JSON list of atom indices") from exc
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in value
+    ):
+        raise ValueError(f"fixed_atoms must be a list of atom indices (integers), got {value!r}")
+    n_atoms = len(structure.sites)
+    bad = sorted(i for i in value if not 0 <= i < n_atoms)
+    if bad:
+        raise ValueError(f"fixed_atoms {bad} out of range for {n_atoms} atoms (indices start at 0)")
+    fixed = sorted(set(value))
+    if len(fixed) == n_atoms:
+        raise ValueError(f"fixed_atoms fixes all {n_atoms} atoms: nothing would move along the band")
+    return fixed
+
+
 def validate_inputs(inputs, _):
     """Check the end states, the protocol, the family and the band before neb.x is started."""
     from aiida.common.exceptions import NotExistent
@@ -67,6 +97,16 @@ def validate_inputs(inputs, _):
     problem = _check_end_states(first, last)
     if problem:
         return problem
+    try:
+        fixed = fixed_atoms_of(first, inputs.get("fixed_atoms"))
+    except ValueError as exc:
+        return str(exc)
+    if fixed:
+        shift = np.linalg.norm(np.array(last.get_ase().positions)[fixed] - np.array(first.get_ase().positions)[fixed], axis=1)
+        moved = [fixed[i] for i in np.flatnonzero(shift > 1e-3)]
+        if moved:
+            return (f"fixed atom(s) {moved[:10]} sit at different positions in the two end states (up to "
+                    f"{shift.max():.3f} Å): a fixed atom must not move along the band")
     for index, structure in enumerate(band):
         overlap = overlap_error(structure.get_ase(), f"image {index}")
         if overlap:
@@ -84,16 +124,20 @@ def validate_inputs(inputs, _):
 
 @calcfunction
 def interpolate_band(initial: orm.StructureData, final: orm.StructureData, num_images: orm.Int,
-                     method: orm.Str) -> orm.TrajectoryData:
+                     method: orm.Str, fixed_atoms: orm.List | None = None) -> orm.TrajectoryData:
     """The initial band: ``num_images`` structures (ends included) between ``initial`` and ``final``.
 
     ``method`` 'idpp' (image-dependent pair potential, Smidstrup et al. 2014, through ASE) or 'linear'
-    (Cartesian, minimum image where periodic).
+    (Cartesian, minimum image where periodic). Atoms of ``fixed_atoms`` stay where the end states have them.
     """
+    from ase.constraints import FixAtoms
     from ase.mep import NEB
 
     first, last = initial.get_ase(), final.get_ase()
     band = [first] + [first.copy() for _ in range(num_images.value - 2)] + [last]
+    if fixed_atoms is not None and fixed_atoms.get_list():
+        for atoms in band:
+            atoms.set_constraint(FixAtoms(indices=fixed_atoms.get_list()))
     neb = NEB(band, method="improvedtangent")
     neb.interpolate(method=method.value, mic=bool(first.pbc.any()))
     return orm.TrajectoryData(structurelist=[orm.StructureData(ase=atoms) for atoms in band])
@@ -159,6 +203,13 @@ class DftNebWorkChain(WorkChain):
         spec.input("interpolation", valid_type=orm.Str, default=lambda: orm.Str("idpp"), help="idpp | linear.")
         spec.input("climbing_image", valid_type=orm.Bool, default=lambda: orm.Bool(True),
                    help="Climbing image (CI_scheme 'auto': the highest image climbs) for the saddle point.")
+        spec.input("fixed_atoms", valid_type=orm.List, required=False,
+                   help="Atoms (0-based) kept fixed in every image, e.g. a slab's bottom layers (pw.x if_pos 0 0 0). "
+                   "Default: the `fixed_atoms` extra of `initial` (campaigns set it from the builders' FixAtoms).")
+        spec.input("relax_end_states", valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help="Optimise the end states together with the band (neb.x first_last_opt), for end states "
+                   "that are not DFT minima yet (built, or relaxed with another method). The barrier is then "
+                   "measured from the relaxed initial state.")
         spec.input("multiplicity", valid_type=orm.Int, required=False,
                    help="Spin multiplicity 2S+1 along the band (default: the initial state's `multiplicity` extra).")
         spec.input("path_overrides", valid_type=orm.Dict, required=False,
@@ -198,8 +249,10 @@ class DftNebWorkChain(WorkChain):
             self.ctx.band = self.inputs.images
             self.ctx.first = self.inputs.images.get_step_structure(0)
             return
+        fixed = fixed_atoms_of(self.inputs.initial, self.inputs.get("fixed_atoms"))
+        extra = {"fixed_atoms": orm.List(fixed)} if fixed else {}
         self.ctx.band = interpolate_band(
-            self.inputs.initial, self.inputs.final, self.inputs.num_images, self.inputs.interpolation,
+            self.inputs.initial, self.inputs.final, self.inputs.num_images, self.inputs.interpolation, **extra,
             metadata={"call_link_label": "interpolate_band"},
         )
         self.ctx.first = self.inputs.initial
@@ -231,7 +284,7 @@ class DftNebWorkChain(WorkChain):
                 "string_method": "neb",
                 "num_of_images": self.ctx.band.numsteps,
                 "ci_scheme": "auto" if self.inputs.climbing_image.value else "no-CI",
-                "first_last_opt": False,
+                "first_last_opt": self.inputs.relax_end_states.value,
             }
         )
         if "path_overrides" in self.inputs:
@@ -250,13 +303,20 @@ class DftNebWorkChain(WorkChain):
         builder.neb.pw.parameters = orm.Dict(parameters)
         builder.neb.pw.pseudos = self.ctx.family.get_pseudos(structure=self.ctx.first)
         builder.neb.metadata.options = options
+        fixed = fixed_atoms_of(self.ctx.first, self.inputs.get("fixed_atoms"))
+        if fixed:
+            fixed_set = set(fixed)
+            builder.neb.settings = orm.Dict(
+                {"FIXED_COORDS": [[i in fixed_set] * 3 for i in range(len(self.ctx.first.sites))]}
+            )
         builder.kpoints = kpoints
         builder.max_iterations = self.inputs.max_iterations
         builder.metadata.call_link_label = "neb"
         node = self.submit(NebBaseWorkChain, **builder)
         self.report(
             f"submitted NebBaseWorkChain<{node.pk}>: {self.ctx.band.numsteps} images, "
-            f"ecutwfc {choices['ecutwfc']} Ry, k-mesh {choices['kpoints_mesh']}, nspin {choices['nspin']}"
+            f"ecutwfc {choices['ecutwfc']} Ry, k-mesh {choices['kpoints_mesh']}, nspin {choices['nspin']}, "
+            f"{len(fixed)} atoms fixed, end states {'optimised' if path['first_last_opt'] else 'kept'}"
         )
         return ToContext(neb=node)
 

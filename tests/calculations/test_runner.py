@@ -77,13 +77,51 @@ def test_runner_module_is_aiida_free():
 
 
 def test_choose_mode():
-    assert runner.choose_mode("auto", "chgnet", "cpu") == "batched"  # measured faster on CPU too
+    assert runner.choose_mode("auto", "chgnet", "cpu") == "ase"  # on CPU worker processes, not batches
+    assert runner.choose_mode("auto", "sevenn", "cpu") == "ase"
     assert runner.choose_mode("auto", "chgnet", "cuda") == "batched"
     assert runner.choose_mode("batched", "chgnet", "cpu") == "batched"
     assert runner.choose_mode("batched", "sevenn", "cuda") == "batched"
     assert runner.choose_mode("batched", "mace", "cuda") == "ase"
     assert runner.choose_mode("auto", "mace", "cuda") == "ase"
     assert runner.choose_mode("ase", "chgnet", "cuda") == "ase"
+
+
+def test_plan_workers():
+    # auto on CPU: one process per core, once each gets 100 frames; one thread each
+    assert runner.plan_workers(None, None, 500, "cpu", 2) == (2, 1)
+    assert runner.plan_workers(None, None, 199, "cpu", 2) == (1, None)
+    assert runner.plan_workers(None, None, 300, "cpu", 4) == (3, 1)
+    assert runner.plan_workers(None, None, 100_000, "cpu", 64) == (runner.MAX_AUTO_WORKERS, 64 // runner.MAX_AUTO_WORKERS)
+    assert runner.plan_workers(None, None, 500, "cpu", 1) == (1, None)
+    # an accelerator: one process, batches instead
+    assert runner.plan_workers(None, None, 5000, "cuda", 16) == (1, None)
+    # explicit settings win; never more workers than frames
+    assert runner.plan_workers(2, None, 10, "cpu", 2) == (2, 1)
+    assert runner.plan_workers(4, None, 3, "cpu", 8) == (3, 2)
+    assert runner.plan_workers(2, 3, 500, "cpu", 2) == (2, 3)
+    assert runner.plan_workers(1, 2, 500, "cpu", 2) == (1, 2)
+
+
+@pytest.mark.parametrize(("n_frames", "workers", "batch_size"), [(500, 2, 1), (10, 2, 1), (37, 3, 4), (1, 2, 1)])
+def test_worker_chunks_cover_every_frame_once(n_frames, workers, batch_size):
+    chunks = runner.worker_chunks(n_frames, workers, batch_size)
+    assert [i for chunk in chunks for i in chunk] == list(range(n_frames))
+    assert all(len(chunk) % batch_size == 0 for chunk in chunks[:-1]) and all(len(chunk) >= 1 for chunk in chunks)
+    assert all(len(chunk) >= min(4, n_frames) for chunk in chunks[:-1])
+    if n_frames == 500:
+        assert len(chunks) == 63  # 8 frames each: ~32 per worker
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [(0, "workers must be >= 1"), (1.5, "workers must be an integer"), ("2", "workers must be an integer"),
+                           (True, "workers must be an integer")],
+)
+def test_invalid_workers(tmp_path, capsys, value, message):
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps({"family": "chgnet", "frames_file": "f.extxyz", "model_file": "m", "workers": value}))
+    assert runner.main(["evaluate", "--input", str(path)]) == runner.EXIT_INPUT
+    assert message in capsys.readouterr().err
 
 
 def test_missing_input_file(tmp_path, capsys):
@@ -182,6 +220,28 @@ def test_runner_chgnet_matches_ase_calculator(tmp_path, capsys, chgnet_file, chg
     assert h2_forces[0, 2] > 0.5 and h2_forces[1, 2] < -0.5
     for frame_forces in split(predictions["forces"], images):
         assert np.abs(frame_forces.sum(axis=0)).max() < 1e-3
+
+
+@pytest.mark.mlip
+def test_runner_worker_processes_agree_with_the_calculator(tmp_path, chgnet_file, chgnet_reference):
+    """``workers: 2`` through the console script (spawned helpers re-enter it): same numbers, in frame order."""
+    images = make_images() * 3  # 12 frames, chunks of 4: two to the helper, the last one to the runner itself
+    input_file = write_inputs(tmp_path, images, family="chgnet", model_file=str(chgnet_file), mode="ase",
+                              workers=2, model_name="chgnet-0.3.0")
+    done = subprocess.run([str(RUNNER_SCRIPT), "evaluate", "--input", str(input_file)],
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == runner.EXIT_OK, done.stderr[-3000:]
+    assert "workers=2 (requested 2" in done.stdout and "progress: 12/12 frames (100%)" in done.stdout
+    predictions, timing = check_outputs(tmp_path, images, "ase")
+    assert timing["workers"] == 2 and timing["torch_threads"] == max(1, runner.available_cpus() // 2)
+    assert timing["frames_by_helpers"] == 8 and timing["worker_load_seconds"] > 0
+    assert timing["peak_memory_mb_helper"] > 100  # torch and the model alone take more
+
+    ref_energies, ref_forces, ref_stress = chgnet_reference
+    np.testing.assert_allclose(predictions["energies"], np.tile(ref_energies, 3), atol=1e-4, rtol=0)
+    for got, want in zip(split(predictions["forces"], images), ref_forces * 3, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(predictions["stress"], np.tile(ref_stress, (3, 1)), atol=1e-5, rtol=0)
 
 
 @pytest.mark.mlip

@@ -78,6 +78,66 @@ def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
           f"{params['converged']}, wall {wall:.1f} s")
 
 
+def test_fixed_atoms_default_to_the_initial_state_extra(aiida_profile):
+    from aiida_reactmlip.workflows.neb import fixed_atoms_of
+
+    plain, tagged = _structure(h3(0.75, 1.8)), _structure(h3(0.75, 1.8), fixed_atoms="[1]")
+    assert fixed_atoms_of(plain) == []
+    assert fixed_atoms_of(tagged) == [1]
+    assert fixed_atoms_of(tagged, orm.List([2, 0, 2])) == [0, 2]  # explicit wins, sorted, unique
+    # interpolation keeps a fixed atom exactly where the end states have it (IDPP moves it ~0.02 Å here)
+    centre = np.array(BOX) / 2
+    bent = [Atoms("H3", positions=centre + np.array([a, [0, 0, 0], c]), cell=BOX, pbc=True)
+            for a, c in (([0, 0, -0.75], [1.2, 0, 1.2]), ([1.2, 0, -1.2], [0, 0, 0.75]))]
+    first, last = _structure(bent[0]), _structure(bent[1])
+    free = interpolate_band(first, last, orm.Int(5), orm.Str("idpp")).get_positions()
+    fixed = interpolate_band(first, last, orm.Int(5), orm.Str("idpp"), fixed_atoms=orm.List([1])).get_positions()
+    assert np.abs(free[1:-1, 1] - first.get_ase().positions[1]).max() > 1e-3
+    np.testing.assert_allclose(fixed[:, 1], np.repeat(first.get_ase().positions[1:2], 5, axis=0), atol=1e-12)
+
+
+@pytest.mark.pwx
+def test_end_states_optimised_and_fixed_atom_kept(codes, pseudo_family):
+    """relax_end_states (neb.x first_last_opt) with the middle atom fixed (pw.x if_pos 0 0 0).
+
+    End states H2 stretched to 0.85 Å + H at 2.0 Å: neb.x shortens the bonds towards PBE's 0.75 Å while the
+    band converges, and the fixed H_B never moves.
+    """
+    initial = _structure(h3(0.85, 2.0), multiplicity=2, fixed_atoms="[1]")
+    final = _structure(h3(2.0, 0.85), multiplicity=2)
+    start = time.perf_counter()
+    _, node = run_get_node(
+        DftNebWorkChain,
+        initial=initial,
+        final=final,
+        num_images=orm.Int(3),
+        interpolation=orm.Str("linear"),
+        relax_end_states=orm.Bool(True),
+        code=codes["neb"],
+        pseudo_family=orm.Str(pseudo_family.label),
+        protocol=orm.Str("fast"),
+        parameter_overrides=orm.Dict({"SYSTEM": {"ecutrho": 120.0}}),
+        options=orm.Dict(SERIAL),
+    )
+    wall = time.perf_counter() - start
+    (neb,) = [n for n in node.called if n.process_label == "NebBaseWorkChain"]
+    calcs = [n for n in neb.called if n.process_label == "NebCalculation"]
+    assert calcs[0].inputs.parameters.get_dict()["PATH"]["first_last_opt"] is True
+    assert calcs[0].inputs.settings.get_dict()["FIXED_COORDS"] == [[False] * 3, [True] * 3, [False] * 3]
+    assert "if_pos" not in calcs[0].inputs.parameters.get_dict()  # the flags go into ATOMIC_POSITIONS
+    assert node.is_finished_ok, node.exit_message
+    band = node.outputs.band
+    centre = initial.get_ase().positions[1]
+    for k in range(band.numsteps):
+        np.testing.assert_allclose(band.get_step_structure(k).get_ase().positions[1], centre, atol=1e-6)
+    first, last = band.get_step_structure(0).get_ase(), band.get_step_structure(band.numsteps - 1).get_ase()
+    assert first.get_distance(0, 1) < 0.80 and last.get_distance(1, 2) < 0.80  # relaxed from 0.85 Å
+    barrier = node.outputs.barrier.value
+    assert 0.05 < barrier < 0.42  # measured from the relaxed initial state; PBE below the exact 0.42 eV
+    print(f"H+H2 NEB, end states optimised, H_B fixed: barrier {barrier:.3f} eV, end bonds "
+          f"{first.get_distance(0, 1):.3f}/{last.get_distance(1, 2):.3f} Å, wall {wall:.1f} s")
+
+
 def test_interpolation_keeps_end_states(aiida_profile):
     first, last = _structure(h3(0.75, 1.8)), _structure(h3(1.8, 0.75))
     for method in ("linear", "idpp"):
@@ -103,6 +163,14 @@ def test_interpolation_keeps_end_states(aiida_profile):
         (lambda: {"initial": _structure(h3(0.3, 1.8)), "final": _structure(h3(1.8, 0.75))},
          r"image 0: atoms 0 \(H\) and 1 \(H\) are 0.300 Å apart"),
         (lambda: {"final": _structure(h3(1.8, 0.75))}, "give the end states `initial` and `final`"),
+        (lambda: {"initial": _structure(h3(0.75, 1.8)), "final": _structure(h3(1.8, 0.75)), "fixed_atoms": orm.List([1, 5])},
+         r"fixed_atoms \[5\] out of range for 3 atoms"),
+        (lambda: {"initial": _structure(h3(0.75, 1.8)), "final": _structure(h3(1.8, 0.75)), "fixed_atoms": orm.List([0, 1])},
+         r"fixed atom\(s\) \[0\] sit at different positions in the two end states \(up to 1.050 Å\)"),
+        (lambda: {"initial": _structure(h3(0.75, 1.8), fixed_atoms="[0, 1, 2]"), "final": _structure(h3(0.75, 1.8))},
+         "fixes all 3 atoms"),
+        (lambda: {"initial": _structure(h3(0.75, 1.8), fixed_atoms="[1, 'x']"), "final": _structure(h3(1.8, 0.75))},
+         "not a JSON list of atom indices"),
     ],
 )
 def test_bad_neb_input_refused(codes, pseudo_family, inputs, match):
