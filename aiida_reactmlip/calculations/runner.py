@@ -486,10 +486,10 @@ def choose_mode(requested: str, family: str, device: str) -> str:
     to ``ase``. ``auto``: batched on an accelerator for CHGNet and SevenNet (one kernel launch per
     batch instead of per frame); on CPU batched only for the families in :data:`BATCHED_ON_CPU`
     (none), in batches of at most :data:`CPU_AUTO_BATCH_SIZE` (:func:`batch_size_for`). Measured on 2
-    idle CPU cores (docs/benchmark.md, "Batched or not"): CHGNet's batches of 4 took 1.06x the time of
-    its frame-by-frame loop in one process (200 frames) and 1.29x with two worker processes;
-    SevenNet's batches of 4 and 8 took 1.13x and 1.30x. On CPU the speed comes from worker
-    processes (:func:`plan_workers`), not from batches.
+    idle CPU cores on 200 frames (docs/benchmark.md, "Batched or not"): batches of 4 took 1.13x
+    (CHGNet) and 1.31x (SevenNet) the time of the frame-by-frame loop in one process, 1.27x and 1.29x
+    with two worker processes. On CPU the speed comes from worker processes (:func:`plan_workers`),
+    not from batches.
     """
     if requested == "ase" or family not in BATCHED_FAMILIES:
         return "ase"

@@ -25,6 +25,7 @@ A campaign file (``workchains/NAME.yaml``)::
                                              # atoms the slab builders fix (FixAtoms) stay fixed in every image
       path_overrides: {nstep_path: 30}       # optional neb.x PATH overrides
     mlip_neb_settings: {fmax: 0.05}          # optional reactmlip.neb settings of the models' NEB
+    evaluate_settings: {device: cuda}        # optional reactmlip.evaluate settings (device, workers, mode, ...)
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import typing as t
 from aiida_reactmlip.workflows.spec_files import read_spec_file
 
 KNOWN_KEYS = {"name", "category", "description", "systems", "models", "protocol", "pseudo_family", "pw_processes",
-              "energy_reference", "relax_minima", "relax_settings", "dft_neb", "mlip_neb_settings"}
+              "energy_reference", "relax_minima", "relax_settings", "dft_neb", "mlip_neb_settings",
+              "evaluate_settings"}
 #: Keys of a campaign's ``dft_neb`` entry (``initial`` and ``final`` required: configuration names).
 DFT_NEB_KEYS = {"initial", "final", "num_images", "interpolation", "climbing_image", "path_overrides",
                 "parameter_overrides", "max_iterations", "relax_end_states"}
@@ -68,6 +70,8 @@ class CampaignSpec:
     #: a DFT NEB between two configurations (names) and the models' own NEB: see DFT_NEB_KEYS
     dft_neb: dict | None = None
     mlip_neb_settings: dict | None = None
+    #: reactmlip.evaluate runner settings of every model's evaluations (device, workers, mode, ...)
+    evaluate_settings: dict | None = None
 
 
 def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
@@ -101,9 +105,16 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
     protocol = data.get("protocol", "fast")
     if protocol not in available_protocols():
         raise ValueError(f"{path}: unknown protocol {protocol!r}; available: {', '.join(available_protocols())}")
-    for key in ("relax_settings", "mlip_neb_settings"):
+    for key in ("relax_settings", "mlip_neb_settings", "evaluate_settings"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ValueError(f"{path}: '{key}' must be a mapping of settings, not {data[key]!r}")
+    if data.get("evaluate_settings"):
+        from aiida_reactmlip.calculations.evaluate import DEFAULT_SETTINGS as EVALUATE_SETTINGS
+
+        unknown = sorted(set(data["evaluate_settings"]) - set(EVALUATE_SETTINGS))
+        if unknown:
+            raise ValueError(f"{path}: unknown evaluate_settings key(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(EVALUATE_SETTINGS)}")
     if not isinstance(data.get("relax_minima", True), bool):
         raise ValueError(f"{path}: 'relax_minima' must be true or false, not {data['relax_minima']!r}")
     spec = CampaignSpec(
@@ -112,6 +123,7 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
         pw_processes=int(data.get("pw_processes", 1)), energy_reference=data.get("energy_reference", "relative:min"),
         relax_minima=data.get("relax_minima", True), relax_settings=data.get("relax_settings"),
         dft_neb=data.get("dft_neb"), mlip_neb_settings=data.get("mlip_neb_settings"),
+        evaluate_settings=data.get("evaluate_settings"),
     )
     if spec.dft_neb is not None:
         check_dft_neb(spec, str(path))
@@ -206,8 +218,16 @@ def choose_pseudo_family(elements: t.Iterable[str], requested: str | None = None
 
 def run_campaign(spec: CampaignSpec):
     """Store the configurations, then run ``reactmlip.benchmark`` in-process; return the WorkChain node."""
-    from aiida import orm
     from aiida.engine import run_get_node
+
+    _, node = run_get_node(campaign_builder(spec))
+    return node
+
+
+def campaign_builder(spec: CampaignSpec):
+    """The ``reactmlip.benchmark`` builder of a campaign, its configurations stored as StructureData (with
+    their builders' fixed atoms as the ``fixed_atoms`` extra) and the codes, models and family provisioned."""
+    from aiida import orm
 
     from aiida_reactmlip import provision
     from aiida_reactmlip.workflows.benchmark import BenchmarkWorkChain, link_label
@@ -244,6 +264,8 @@ def run_campaign(spec: CampaignSpec):
     builder.runner_code = codes["runner"]
     builder.metrics_settings = orm.Dict({"energy_reference": spec.energy_reference})
     builder.relax_minima = orm.Bool(spec.relax_minima)
+    if spec.evaluate_settings:
+        builder.evaluate_settings = orm.Dict(spec.evaluate_settings)
     if spec.relax_settings:
         builder.relax_settings = orm.Dict(spec.relax_settings)
     if spec.dft_neb:
@@ -270,5 +292,4 @@ def run_campaign(spec: CampaignSpec):
             builder.mlip_neb_settings = orm.Dict(spec.mlip_neb_settings)
     builder.metadata.label = f"campaign {spec.name}"
     builder.metadata.description = spec.description
-    _, node = run_get_node(builder)
-    return node
+    return builder

@@ -71,6 +71,9 @@ BASE = "name: x\nsystems: [cu-adatom-cu111]\nmodels: [chgnet-0.3.0]\n"
         ("dft_neb: [cu-adatom-cu111-fcc]\n", "'dft_neb' must be a mapping"),
         ("relax_minima: maybe\n", "'relax_minima' must be true or false"),
         ("relax_settings: 0.05\n", "'relax_settings' must be a mapping"),
+        ("evaluate_settings: cuda\n", "'evaluate_settings' must be a mapping"),
+        ("evaluate_settings: {device: cuda, processes: 4}\n",
+         r"unknown evaluate_settings key\(s\) processes; known: device, batch_size, mode, compute_stress, workers"),
     ],
 )
 def test_bad_reactive_keys_refused(tmp_path, text, message):
@@ -95,3 +98,26 @@ def test_neb_end_states_have_one_kind_per_element(aiida_profile, tmp_path):
     assert ends[1].base.extras.get("system") == "cu-adatom-cu111"
     for structure, atoms in zip(ends, (initial, final)):
         assert abs(structure.get_ase().positions - atoms.positions).max() < 1e-10  # (stored: JSON round trip)
+
+
+def test_campaign_builder_carries_neb_options_fixed_atoms_and_evaluate_settings(tmp_path, aiida_profile):
+    """What the growth campaign with a dft_neb hands to reactmlip.benchmark (no process is run)."""
+    import json
+
+    from aiida_reactmlip.workflows.campaign import campaign_builder
+    from aiida_reactmlip.workflows.neb import fixed_atoms_of as neb_fixed_atoms
+
+    text = (WORKCHAINS / "cu-adatom-cu111.yaml").read_text().replace("models: all", "models: [chgnet-0.3.0]")
+    text += ("dft_neb: {initial: cu-adatom-cu111-fcc, final: cu-adatom-cu111-hcp, num_images: 3}\n"
+             "evaluate_settings: {workers: 1, device: cpu}\n")
+    (tmp_path / "c.yaml").write_text(text)
+    spec = load_campaign(tmp_path / "c.yaml")
+    builder = campaign_builder(spec)
+    assert builder.evaluate_settings.get_dict() == {"workers": 1, "device": "cpu"}
+    assert builder.dft_neb.relax_end_states.value is True  # the campaign default
+    initial = builder.dft_neb.initial
+    # the 2x2x3 slab's bottom layer (4 Cu) fixed by the builder reaches neb.x through the extra
+    assert json.loads(initial.base.extras.get("fixed_atoms")) == [0, 1, 2, 3]
+    assert neb_fixed_atoms(initial) == [0, 1, 2, 3]
+    assert {kind.name for kind in initial.kinds} == {"Cu"}  # one kind per element for neb.x
+    assert set(builder.models) == {"chgnet_0_3_0"}
