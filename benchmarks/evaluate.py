@@ -35,7 +35,7 @@ from ._common import DEFAULT_WAIT_IDLE, fmt_ms, fmt_s, machine_info, temporary_p
 
 NAME = "evaluate"
 DESCRIPTION = "reactmlip.evaluate CalcJob vs a plain ASE calculator loop (CHGNet 0.3.0, SevenNet-0)"
-DEFAULT_FRAMES = 100
+DEFAULT_FRAMES = 500  # the size: 500 frames of a 30-50 atom slab
 MODELS = ("chgnet-0.3.0", "sevennet-0")
 SEED = 20261124
 RATTLE_STDEV = 0.05  # Angstrom

@@ -36,6 +36,17 @@ def _structure(atoms, **extras):
     return node
 
 
+def run_three_image_neb(codes, pseudo_family, initial, final, **extra):
+    """neb.x between two H3 end states, one image between them (linear), fast protocol with a light
+    density cutoff (120 Ry), serial; ``extra`` inputs of DftNebWorkChain on top. Returns the node."""
+    _, node = run_get_node(
+        DftNebWorkChain, initial=initial, final=final, num_images=orm.Int(3), interpolation=orm.Str("linear"),
+        code=codes["neb"], pseudo_family=orm.Str(pseudo_family.label), protocol=orm.Str("fast"),
+        parameter_overrides=orm.Dict({"SYSTEM": {"ecutrho": 120.0}}), options=orm.Dict(SERIAL), **extra,
+    )
+    return node
+
+
 @pytest.mark.pwx
 def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
     # End states: H2 (0.75 Å) with the third atom 2.13 Å away, and the mirror image.
@@ -106,19 +117,7 @@ def test_end_states_optimised_and_fixed_atom_kept(codes, pseudo_family):
     initial = _structure(h3(0.85, 2.0), multiplicity=2, fixed_atoms="[1]")
     final = _structure(h3(2.0, 0.85), multiplicity=2)
     start = time.perf_counter()
-    _, node = run_get_node(
-        DftNebWorkChain,
-        initial=initial,
-        final=final,
-        num_images=orm.Int(3),
-        interpolation=orm.Str("linear"),
-        relax_end_states=orm.Bool(True),
-        code=codes["neb"],
-        pseudo_family=orm.Str(pseudo_family.label),
-        protocol=orm.Str("fast"),
-        parameter_overrides=orm.Dict({"SYSTEM": {"ecutrho": 120.0}}),
-        options=orm.Dict(SERIAL),
-    )
+    node = run_three_image_neb(codes, pseudo_family, initial, final, relax_end_states=orm.Bool(True))
     wall = time.perf_counter() - start
     (neb,) = [n for n in node.called if n.process_label == "NebBaseWorkChain"]
     calcs = [n for n in neb.called if n.process_label == "NebCalculation"]
@@ -186,20 +185,8 @@ def test_band_not_converged_is_an_exit_code(codes, pseudo_family):
     """One NEB step allowed and no restart: neb.x stops unconverged, the handlers give up, exit 401 names why."""
     initial = _structure(h3(0.75, 2.0), multiplicity=2)
     final = _structure(h3(2.0, 0.75), multiplicity=2)
-    _, node = run_get_node(
-        DftNebWorkChain,
-        initial=initial,
-        final=final,
-        num_images=orm.Int(3),
-        interpolation=orm.Str("linear"),
-        code=codes["neb"],
-        pseudo_family=orm.Str(pseudo_family.label),
-        protocol=orm.Str("fast"),
-        path_overrides=orm.Dict({"nstep_path": 1}),
-        parameter_overrides=orm.Dict({"SYSTEM": {"ecutrho": 120.0}}),
-        max_iterations=orm.Int(1),
-        options=orm.Dict(SERIAL),
-    )
+    node = run_three_image_neb(codes, pseudo_family, initial, final, path_overrides=orm.Dict({"nstep_path": 1}),
+                               max_iterations=orm.Int(1))
     assert node.exit_status == DftNebWorkChain.exit_codes.ERROR_NEB_FAILED.status
     (neb,) = [n for n in node.called if n.process_label == "NebBaseWorkChain"]
     assert neb.exit_status == 401  # BaseRestartWorkChain: maximum iterations exceeded
