@@ -22,7 +22,7 @@ Usage::
       "compute_stress": true,
       "mode": "auto" | "batched" | "ase", # batched: CHGNet predict_structure, SevenNet graph batches;
                                           # ase: calculator loop; auto: see choose_mode and
-                                          # batch_size_for (on CPU: CHGNet in batches of at most 4)
+                                          # batch_size_for (on CPU: frame by frame; GPU: batches)
       "workers": null,                    # processes sharing the frames (null: auto, see plan_workers:
                                           # on CPU one per core and 100 frames, else 1)
       "num_threads": 2,                   # optional: torch threads per process (null: cores / workers)
@@ -366,7 +366,7 @@ def plan_workers(workers: int | None, num_threads: int | None, n_frames: int, de
     for several workers and torch's own default (``None``) for one. Why: a 37-atom graph keeps two
     threads of one process busy only part of the time (graph building is serial Python), so on two
     cores two single-threaded processes evaluated 1.37x (CHGNet) and 1.40x (SevenNet) the frames per
-    second of one two-threaded process (docs/benchmark.md, "Worker processes").
+    second of one two-threaded process (docs/benchmark.md, "Speed").
     """
     if workers is not None:
         planned = max(1, min(int(workers), n_frames))

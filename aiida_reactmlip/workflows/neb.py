@@ -102,7 +102,8 @@ def validate_inputs(inputs, _):
     except ValueError as exc:
         return str(exc)
     if fixed:
-        shift = np.linalg.norm(np.array(last.get_ase().positions)[fixed] - np.array(first.get_ase().positions)[fixed], axis=1)
+        first_positions, last_positions = first.get_ase().positions[fixed], last.get_ase().positions[fixed]
+        shift = np.linalg.norm(last_positions - first_positions, axis=1)
         moved = [fixed[i] for i in np.flatnonzero(shift > 1e-3)]
         if moved:
             return (f"fixed atom(s) {moved[:10]} sit at different positions in the two end states (up to "
