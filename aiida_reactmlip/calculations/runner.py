@@ -413,7 +413,7 @@ def _worker_evaluate(images) -> tuple:
         _WORKER["calc"], _WORKER["family"], _WORKER["mode"], images, _WORKER["batch_size"],
         _WORKER["compute_stress"], _WORKER["device"],
     )
-    return energies, forces, stress, os.getpid(), _WORKER["load_seconds"], _peak_memory_mb()
+    return energies, forces, stress, _WORKER["load_seconds"], _peak_memory_mb()
 
 
 def evaluate_in_workers(calc, params: dict[str, Any], mode: str, images, batch_size: int, workers: int,
@@ -424,7 +424,7 @@ def evaluate_in_workers(calc, params: dict[str, Any], mode: str, images, batch_s
     with ``threads`` torch threads each; while they import and load, this process, whose ``calc`` is
     already loaded, evaluates chunks from the end of the frames, so their start-up costs little. The
     helpers take chunks (:func:`worker_chunks`) from the front. Returns energies, forces, stress (frame
-    order) and ``{"worker_pids", "worker_load_seconds", "frames_by_helpers", "peak_memory_mb_helper"}``.
+    order) and ``{"worker_load_seconds", "frames_by_helpers", "peak_memory_mb_helper"}``.
     """
     import multiprocessing
     from collections import deque
@@ -436,7 +436,7 @@ def evaluate_in_workers(calc, params: dict[str, Any], mode: str, images, batch_s
     chunks = worker_chunks(len(images), workers, batch_size)
     results: dict[int, tuple] = {}
     pending = deque(range(len(chunks)))
-    pids, load_seconds, done, by_helpers, helper_memory = set(), 0.0, 0, 0, 0.0
+    load_seconds, done, by_helpers, helper_memory = 0.0, 0, 0, 0.0
     initargs = (params["family"], str(params["model_file"]), params["device"], params["dtype"], threads, mode,
                 batch_size, params["compute_stress"])
     pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
@@ -453,10 +453,9 @@ def evaluate_in_workers(calc, params: dict[str, Any], mode: str, images, batch_s
                 finished = list(wait(in_flight, return_when=FIRST_COMPLETED).done)
             for future in finished:
                 index = in_flight.pop(future)
-                energies, forces, stress, pid, worker_load, memory = future.result()
+                energies, forces, stress, worker_load, memory = future.result()
                 helper_memory = max(helper_memory, memory or 0.0)
                 results[index] = (energies, forces, stress)
-                pids.add(pid)
                 load_seconds = max(load_seconds, worker_load)
                 done += len(chunks[index])
                 by_helpers += len(chunks[index])
@@ -474,7 +473,7 @@ def evaluate_in_workers(calc, params: dict[str, Any], mode: str, images, batch_s
     energies = np.concatenate([r[0] for r in ordered])
     forces = [f for r in ordered for f in r[1]]
     stress = np.concatenate([r[2] for r in ordered])
-    extra = {"worker_pids": sorted(pids), "worker_load_seconds": load_seconds, "frames_by_helpers": by_helpers,
+    extra = {"worker_load_seconds": load_seconds, "frames_by_helpers": by_helpers,
              "peak_memory_mb_helper": helper_memory or None}
     return energies, forces, stress, extra
 
@@ -797,16 +796,6 @@ def read_task_input(input_file: str | os.PathLike, task: str) -> dict[str, Any]:
     return params
 
 
-def _load_calculator(params: dict[str, Any]):
-    """The ASE calculator of ``params``'s model; RunnerError (model load or input) on failure."""
-    try:
-        return load_calculator(params["family"], params["model_file"], device=params["device"], dtype=params["dtype"])
-    except ModelError as exc:
-        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
-    except ValueError as exc:
-        raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
-
-
 def _load_frames_and_calculator(params: dict[str, Any], task: str):
     """(frames, images, calculator, model info, load seconds) for ``params``; RunnerError on failure."""
     from aiida_reactmlip.frames import read_extxyz
@@ -843,7 +832,12 @@ def _load_frames_and_calculator(params: dict[str, Any], task: str):
         check_elements(params["model_name"], info["elements"], symbols)
     except ElementNotCoveredError as exc:
         raise RunnerError(EXIT_ELEMENTS, str(exc)) from exc
-    calc = _load_calculator(params)
+    try:
+        calc = load_calculator(params["family"], model_file, device=params["device"], dtype=params["dtype"])
+    except ModelError as exc:
+        raise RunnerError(EXIT_MODEL_LOAD, f"model {params['model_name']} failed to load: {exc}") from exc
+    except ValueError as exc:
+        raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
     load_seconds = time.perf_counter() - load_start
     _log(f"model loaded in {load_seconds:.2f} s")
     for atoms in images:

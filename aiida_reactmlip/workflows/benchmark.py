@@ -417,12 +417,12 @@ class BenchmarkWorkChain(WorkChain):
     def _mlip_neb_settings(self) -> dict:
         """The models' NEB like the DFT one: images, climbing image, interpolation, fixed atoms, and the end
         states optimised (by each model) when neb.x optimised them; ``mlip_neb_settings`` on top."""
-        from aiida_reactmlip.workflows.neb import fixed_atoms_of
+        from aiida_reactmlip.workflows.neb import band_fixed_atoms
 
         node = self.ctx.dft_neb
         n_images = self.ctx.neb_datasets["band"].base.attributes.get("n_frames")
         first = node.inputs.initial if "initial" in node.inputs else node.inputs.images.get_step_structure(0)
-        fixed = fixed_atoms_of(first, node.inputs.fixed_atoms if "fixed_atoms" in node.inputs else None)
+        fixed = band_fixed_atoms(first, node.inputs.fixed_atoms if "fixed_atoms" in node.inputs else None)
         settings = {**DEFAULT_MLIP_NEB_SETTINGS, "n_images": int(n_images) - 2,
                     "climb": bool(node.inputs.climbing_image.value),
                     "interpolation": node.inputs.interpolation.value,

@@ -40,7 +40,7 @@ def _check_end_states(first, last) -> str | None:
     return None
 
 
-def fixed_atoms_of(structure: orm.StructureData, explicit: orm.List | None = None) -> list[int]:
+def band_fixed_atoms(structure: orm.StructureData, explicit: orm.List | None = None) -> list[int]:
     """Atoms (0-based) kept fixed in every image: ``explicit`` if given, else the structure's ``fixed_atoms``
     extra (a list, or a JSON list as campaigns store a slab's constrained layers), else none.
 
@@ -98,7 +98,7 @@ def validate_inputs(inputs, _):
     if problem:
         return problem
     try:
-        fixed = fixed_atoms_of(first, inputs.get("fixed_atoms"))
+        fixed = band_fixed_atoms(first, inputs.get("fixed_atoms"))
     except ValueError as exc:
         return str(exc)
     if fixed:
@@ -246,17 +246,16 @@ class DftNebWorkChain(WorkChain):
         self.ctx.family = orm.load_group(self.inputs.pseudo_family.value)
 
     def make_band(self):
+        self.ctx.first = self.inputs.images.get_step_structure(0) if "images" in self.inputs else self.inputs.initial
+        self.ctx.fixed_atoms = band_fixed_atoms(self.ctx.first, self.inputs.get("fixed_atoms"))
         if "images" in self.inputs:
             self.ctx.band = self.inputs.images
-            self.ctx.first = self.inputs.images.get_step_structure(0)
             return
-        fixed = fixed_atoms_of(self.inputs.initial, self.inputs.get("fixed_atoms"))
-        extra = {"fixed_atoms": orm.List(fixed)} if fixed else {}
+        extra = {"fixed_atoms": orm.List(self.ctx.fixed_atoms)} if self.ctx.fixed_atoms else {}
         self.ctx.band = interpolate_band(
             self.inputs.initial, self.inputs.final, self.inputs.num_images, self.inputs.interpolation, **extra,
             metadata={"call_link_label": "interpolate_band"},
         )
-        self.ctx.first = self.inputs.initial
 
     def _pw_parameters(self) -> tuple[dict, dict]:
         from aiida_reactmlip.workflows.label import pw_parameters
@@ -304,7 +303,7 @@ class DftNebWorkChain(WorkChain):
         builder.neb.pw.parameters = orm.Dict(parameters)
         builder.neb.pw.pseudos = self.ctx.family.get_pseudos(structure=self.ctx.first)
         builder.neb.metadata.options = options
-        fixed = fixed_atoms_of(self.ctx.first, self.inputs.get("fixed_atoms"))
+        fixed = self.ctx.fixed_atoms
         if fixed:
             fixed_set = set(fixed)
             builder.neb.settings = orm.Dict(

@@ -105,7 +105,7 @@ def test_campaign_builder_carries_neb_options_fixed_atoms_and_evaluate_settings(
     import json
 
     from aiida_reactmlip.workflows.campaign import campaign_builder
-    from aiida_reactmlip.workflows.neb import fixed_atoms_of as neb_fixed_atoms
+    from aiida_reactmlip.workflows.neb import band_fixed_atoms
 
     text = (WORKCHAINS / "cu-adatom-cu111.yaml").read_text().replace("models: all", "models: [chgnet-0.3.0]")
     text += ("dft_neb: {initial: cu-adatom-cu111-fcc, final: cu-adatom-cu111-hcp, num_images: 3}\n"
@@ -118,6 +118,6 @@ def test_campaign_builder_carries_neb_options_fixed_atoms_and_evaluate_settings(
     initial = builder.dft_neb.initial
     # the 2x2x3 slab's bottom layer (4 Cu) fixed by the builder reaches neb.x through the extra
     assert json.loads(initial.base.extras.get("fixed_atoms")) == [0, 1, 2, 3]
-    assert neb_fixed_atoms(initial) == [0, 1, 2, 3]
+    assert band_fixed_atoms(initial) == [0, 1, 2, 3]
     assert {kind.name for kind in initial.kinds} == {"Cu"}  # one kind per element for neb.x
     assert set(builder.models) == {"chgnet_0_3_0"}

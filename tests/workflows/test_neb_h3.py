@@ -90,12 +90,12 @@ def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
 
 
 def test_fixed_atoms_default_to_the_initial_state_extra(aiida_profile):
-    from aiida_reactmlip.workflows.neb import fixed_atoms_of
+    from aiida_reactmlip.workflows.neb import band_fixed_atoms
 
     plain, tagged = _structure(h3(0.75, 1.8)), _structure(h3(0.75, 1.8), fixed_atoms="[1]")
-    assert fixed_atoms_of(plain) == []
-    assert fixed_atoms_of(tagged) == [1]
-    assert fixed_atoms_of(tagged, orm.List([2, 0, 2])) == [0, 2]  # explicit wins, sorted, unique
+    assert band_fixed_atoms(plain) == []
+    assert band_fixed_atoms(tagged) == [1]
+    assert band_fixed_atoms(tagged, orm.List([2, 0, 2])) == [0, 2]  # explicit wins, sorted, unique
     # interpolation keeps a fixed atom exactly where the end states have it (IDPP moves it ~0.02 Å here)
     centre = np.array(BOX) / 2
     bent = [Atoms("H3", positions=centre + np.array([a, [0, 0, 0], c]), cell=BOX, pbc=True)
