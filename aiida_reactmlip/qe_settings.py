@@ -19,7 +19,7 @@ MIN_VACUUM = 5.0
 
 @functools.cache
 def _protocol_file() -> dict:
-    text = importlib.resources.files("aiida_reactmlip.workflows.protocols").joinpath("label.yaml").read_text()
+    text = importlib.resources.files("aiida_reactmlip.protocols").joinpath("label.yaml").read_text()
     return yaml.safe_load(text)
 
 
@@ -213,7 +213,7 @@ def dipole_settings(atoms, eopreg: float = DIPOLE_EOPREG) -> dict:
 
 @functools.cache
 def _neb_protocol_file() -> dict:
-    text = importlib.resources.files("aiida_reactmlip.workflows.protocols").joinpath("neb.yaml").read_text()
+    text = importlib.resources.files("aiida_reactmlip.protocols").joinpath("neb.yaml").read_text()
     return yaml.safe_load(text)
 
 

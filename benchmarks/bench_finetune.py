@@ -79,7 +79,7 @@ def emt_frames(n_frames: int, seed: int = 0) -> list:
 def load_frames(n_frames: int) -> tuple[list, str]:
     """``n_frames + N_VALID`` labelled frames and where they come from."""
     try:
-        from aiida_reactmlip.datasets import POOL_FIXTURE, load_fixture_dataset
+        from aiida_reactmlip.fixture_data import POOL_FIXTURE, load_fixture_dataset
 
         frames = load_fixture_dataset(POOL_FIXTURE)
         if len(frames) >= n_frames + N_VALID:

@@ -2,7 +2,7 @@
 
 For each model (CHGNet 0.3.0, SevenNet-0) the same F rattled frames of the ``evaluate`` benchmark's
 37-atom Cu(111)+O slab are evaluated by the runner's own functions
-(``aiida_reactmlip.calculations.runner``): ``evaluate_ase`` (``atoms.calc = calc`` frame by frame) and
+(``aiida_reactmlip.runner``): ``evaluate_ase`` (``atoms.calc = calc`` frame by frame) and
 the family's batched path (``evaluate_chgnet_batched``: ``CHGNet.predict_structure``;
 ``evaluate_sevenn_batched``: SevenNet graphs merged by ``torch_geometric``) at several batch sizes.
 
@@ -43,7 +43,7 @@ TOLERANCE = {"energy_eV_per_atom": 1e-5, "forces_eV_per_A": 1e-4}
 
 
 def _evaluate(path: str, calc, family: str, images: list, batch_size: int):
-    from aiida_reactmlip.calculations import runner
+    from aiida_reactmlip import runner
 
     if path == "ase":
         return runner.evaluate_ase(calc, images, True)

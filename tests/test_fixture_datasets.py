@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from aiida_reactmlip.datasets import (
+from aiida_reactmlip.fixture_data import (
     GENERAL_FIXTURE,
     POOL_FIXTURE,
     fixture_metadata,
@@ -175,7 +175,8 @@ def test_relabelling_a_pool_frame_with_pw_reproduces_the_fixture(codes, pseudo_f
     from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_reactmlip.workflows.label import LabelWorkChain, structures_from_atoms
+    from aiida_reactmlip.specs.builders import structures_from_atoms
+    from aiida_reactmlip.workflows.label import LabelWorkChain
 
     meta = fixture_metadata(POOL_FIXTURE)
     atoms = next(a for a in pool if a.info["name"] == "ch4-h3-distorted-scan-1.32")  # among the cheapest (~5 s CPU)

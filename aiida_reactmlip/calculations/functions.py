@@ -9,6 +9,7 @@ from aiida.engine import calcfunction
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.frames import Frames
 from aiida_reactmlip.metrics import compare
+from aiida_reactmlip.metrics.by_system import frame_groups, system_metrics
 
 #: 1 eV/Å^3 in GPa.
 EV_PER_A3_IN_GPA = 160.21766208
@@ -65,22 +66,6 @@ def build_labelled_dataset(frame_info: orm.Dict, **nodes) -> LabelledDatasetData
     return LabelledDatasetData(frames=frames_from_pw_outputs(structures, parameters, trajectories, infos))
 
 
-def frame_groups(frames: Frames) -> list[str]:
-    """Group key per frame for relative energies: the ``group`` info if given, else system + formula."""
-    from ase.data import chemical_symbols
-    from ase.formula import Formula
-
-    groups = []
-    for i, info in enumerate(frames.info):
-        if info.get("group"):
-            groups.append(str(info["group"]))
-            continue
-        numbers = frames.numbers[frames.offsets[i] : frames.offsets[i] + frames.n_atoms[i]]
-        formula = Formula.from_list([chemical_symbols[int(z)] for z in numbers]).format("hill")
-        groups.append(f"{info.get('system', '')}:{formula}")
-    return groups
-
-
 @calcfunction
 def compute_metrics(
     dataset: LabelledDatasetData, predictions: orm.ArrayData, settings: orm.Dict, model: orm.Data | None = None
@@ -110,41 +95,3 @@ def compute_metrics(
                        "model_sha256": model.sha256})
     result["dataset_uuid"] = dataset.uuid
     return orm.Dict(result)
-
-
-def system_metrics(frames: Frames, pred: dict, reference: str) -> dict:
-    """Metrics per system (``per_system``), reactive metrics (``reactive``) and their leaderboard summaries.
-
-    A system whose metrics cannot be computed (e.g. a single frame, nothing to compare relative
-    energies with) gets ``{"error": reason}``: stated, never silently dropped.
-    """
-    from aiida_reactmlip.metrics import compare
-    from aiida_reactmlip.metrics.by_system import reactive_metrics_by_system
-
-    systems: dict[str, list[int]] = {}
-    for index, info in enumerate(frames.info):
-        systems.setdefault(str(info.get("system", "")), []).append(index)
-    per_system = {}
-    for system, indices in systems.items():
-        subset = frames.subset(indices)
-        atom_rows = np.concatenate(
-            [np.arange(frames.offsets[i], frames.offsets[i] + frames.n_atoms[i]) for i in indices]
-        )
-        dft = {"energies": subset.energies, "forces": subset.forces}
-        sub_pred = {"energies": np.asarray(pred["energies"])[indices], "forces": np.asarray(pred["forces"])[atom_rows]}
-        try:
-            per_system[system] = compare(dft, sub_pred, n_atoms=subset.n_atoms, groups=frame_groups(subset),
-                                         reference=reference if reference.startswith("relative") else "relative:min")
-        except ValueError as exception:
-            per_system[system] = {"error": str(exception)}
-    reactive = reactive_metrics_by_system(frames, pred["energies"])
-    summary: dict = {"per_system": per_system, "reactive": reactive}
-    adsorption = [r["adsorption_energy_mae_eV"] for r in reactive.values() if r.get("kind") == "adsorption"]
-    barriers = [r["barrier_abs_error_eV"] for r in reactive.values() if r.get("kind") == "path"]
-    if adsorption:
-        summary["adsorption_energy_mae"] = float(np.mean(adsorption))
-        summary["site_order_agrees"] = int(sum(bool(r["site_most_stable_agrees"]) for r in reactive.values()
-                                               if r.get("kind") == "adsorption"))
-    if barriers:
-        summary["barrier_mae"] = float(np.mean(barriers))
-    return summary

@@ -5,21 +5,13 @@ from __future__ import annotations
 import click
 
 from .root import cmd_root, with_profile
+from .run_file import load_node_or_fail
 
 
 def _load_dataset(pk):
-    from aiida import orm
-    from aiida.common.exceptions import NotExistent
-
     from aiida_reactmlip.data.dataset import LabelledDatasetData
 
-    try:
-        node = orm.load_node(pk)
-    except NotExistent as exception:
-        raise click.ClickException(f"no node with pk/uuid {pk}") from exception
-    if not isinstance(node, LabelledDatasetData):
-        raise click.ClickException(f"node {pk} is a {type(node).__name__}, not a LabelledDatasetData")
-    return node
+    return load_node_or_fail(pk, LabelledDatasetData)
 
 
 @cmd_root.group("dataset")

@@ -8,13 +8,14 @@ import time
 import click
 
 from .root import cmd_root, load_profile_or_fail
+from .run_file import check_finished, make_console
 
 DEFAULT_MODELS = "chgnet-0.3.0,sevennet-0"
 
 
 def run_zero_shot_benchmark(system_name: str, model_names: list[str], protocol: str, pw_processes: int = 1):
     """Run the zero-shot benchmark of one library system in-process; return the WorkChain node."""
-    from aiida_reactmlip.workflows.campaign import CampaignSpec, SystemRequest, run_campaign
+    from aiida_reactmlip.specs.campaign import CampaignSpec, SystemRequest, run_campaign
 
     spec = CampaignSpec(name=system_name, systems=[SystemRequest(system_name)], models=model_names,
                         protocol=protocol, pw_processes=pw_processes,
@@ -69,22 +70,14 @@ def cmd_demo(ctx, system_name, model_names, protocol, output):
 
     Example: reactmlip demo --protocol fast --models chgnet-0.3.0,sevennet-0
     """
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:  # piped or under make: do not squeeze the table into 80 columns
-        console = Console(width=130)
+    console = make_console()  # piped or under make: the table is not squeezed into 80 columns
     profile = load_profile_or_fail(ctx)
     start = time.perf_counter()
     names = [name.strip() for name in model_names.split(",") if name.strip()]
     console.print(f"[bold]reactmlip demo[/bold] on profile {profile.name}: {system_name}, models {', '.join(names)}, "
                   f"protocol {protocol}")
     node = run_zero_shot_benchmark(system_name, names, protocol)
-    if not node.is_finished_ok:
-        raise click.ClickException(
-            f"BenchmarkWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}. "
-            f"Inspect with `verdi process report {node.pk}`."
-        )
+    check_finished(node)
     print_leaderboard(node, console)
     paths = write_demo_results(node, pathlib.Path(output))
     console.print(f"\nBenchmarkWorkChain pk {node.pk}  (verdi process show {node.pk}; verdi process list -a)")

@@ -7,29 +7,13 @@ import time
 
 import click
 
-from .root import cmd_root, load_profile_or_fail, with_profile
+from .root import cmd_root, with_profile
+from .run_file import check_finished, console_echo, file_options, load_node_or_fail, make_console, run_file
 
 
 @cmd_root.group("finetune")
 def cmd_finetune():
     """Fine-tune universal MLIPs on a few DFT labels, and measure how many it takes (learning curves)."""
-
-
-def _console():
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
-
-
-def _load(identifier: str, what: str):
-    from aiida import orm
-    from aiida.common.exceptions import MultipleObjectsError, NotExistent
-
-    try:
-        return orm.load_node(identifier)
-    except (NotExistent, MultipleObjectsError, ValueError) as exception:
-        raise click.ClickException(f"no {what} with pk/uuid {identifier}: {exception}") from exception
 
 
 def _model(identifier: str):
@@ -44,19 +28,13 @@ def _model(identifier: str):
             return provision.ensure_registry_models([identifier])[identifier]
         except UnknownModelError as exception:
             raise click.ClickException(str(exception)) from exception
-    node = _load(identifier, "model")
-    if not isinstance(node, MlipModelData):
-        raise click.ClickException(f"node {identifier} is a {type(node).__name__}, not an MlipModelData")
-    return node
+    return load_node_or_fail(identifier, MlipModelData, "model")
 
 
 def _dataset(identifier: str, what: str):
     from aiida_reactmlip.data.dataset import LabelledDatasetData
 
-    node = _load(identifier, what)
-    if not isinstance(node, LabelledDatasetData):
-        raise click.ClickException(f"{what} {identifier} is a {type(node).__name__}, not a LabelledDatasetData")
-    return node
+    return load_node_or_fail(identifier, LabelledDatasetData, what)
 
 
 def _parse_value(text: str):
@@ -107,10 +85,10 @@ def cmd_finetune_run(model_id, training_id, validation_id, params, model_name, d
     from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_reactmlip import provision
     from aiida_reactmlip.calculations.finetune import FinetuneCalculation
+    from aiida_reactmlip.specs.codes import local_codes
 
-    console = _console()
+    console = make_console(160)
     base = _model(model_id)
     training = _dataset(training_id, "training set")
     parameters = {}
@@ -121,8 +99,7 @@ def cmd_finetune_run(model_id, training_id, validation_id, params, model_name, d
         parameters[key.strip()] = _parse_value(value.strip())
     if device:
         parameters["device"] = device
-    codes = provision.ensure_codes(provision.ensure_localhost())
-    inputs = {"code": codes["runner"], "base_model": base, "training": training,
+    inputs = {"code": local_codes()["runner"], "base_model": base, "training": training,
               "model_name": orm.Str(model_name or f"{base.model_name}-ft{training.n_frames}")}
     if validation_id:
         inputs["validation"] = _dataset(validation_id, "validation set")
@@ -169,10 +146,7 @@ def _show_finetune(node, console) -> None:
 
 
 @cmd_finetune.command("study")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--output", type=click.Path(file_okay=False), default=None,
-              help="Folder for the report (default: results/<study name>).")
-@click.option("--dry-run", is_flag=True, help="Only check the file and show what would run.")
+@file_options("study")
 @click.pass_context
 def cmd_finetune_study(ctx, file, output, dry_run):
     """Run a fine-tuning study from a YAML file and print its learning-curve table.
@@ -186,33 +160,24 @@ def cmd_finetune_study(ctx, file, output, dry_run):
       reactmlip finetune study workchains/finetune-ch4-dissociation.yaml --dry-run
     """
     from aiida_reactmlip.report.finetune_report import write_finetune_report
-    from aiida_reactmlip.workflows.finetune_study import load_study, run_study
+    from aiida_reactmlip.specs.study import load_study, run_study
 
-    console = _console()
-    try:
-        spec = load_study(file)
-    except (ValueError, KeyError) as exception:
-        raise click.ClickException(str(exception)) from exception
-    budgets = [b for b in spec.budgets if b > 0]
-    console.print(f"[bold]study {spec.name}[/bold]: models {', '.join(map(str, spec.models))}; budgets "
-                  f"{spec.budgets}; {len(spec.models) * len(budgets)} fine-tunes; dataset {spec.dataset}"
-                  + (f"; general set {spec.general_set}" if spec.general_set else ""))
-    if dry_run:
-        return
-    profile = load_profile_or_fail(ctx)
-    console.print(f"profile {profile.name}")
-    start = time.perf_counter()
-    try:
-        node = run_study(spec)
-    except ValueError as exception:
-        raise click.ClickException(str(exception)) from exception
-    if not node.is_finished_ok:
-        raise click.ClickException(f"FinetuneStudyWorkChain<{node.pk}> failed: [{node.exit_status}] "
-                                   f"{node.exit_message}. Inspect with `verdi process report {node.pk}`.")
-    print_learning_curve(node.outputs.learning_curve.get_dict(), console, title=f"study {spec.name}")
-    files = write_finetune_report(node, pathlib.Path(output or f"results/{spec.name}"))
-    console.print(f"\nFinetuneStudyWorkChain pk {node.pk}; report: {files['index.html'].resolve()}")
-    console.print(f"wall time {time.perf_counter() - start:.1f} s")
+    console = make_console(160)
+    echo = console_echo(console)
+
+    def describe(spec):
+        budgets = [b for b in spec.budgets if b > 0]
+        console.print(f"[bold]study {spec.name}[/bold]: models {', '.join(map(str, spec.models))}; budgets "
+                      f"{spec.budgets}; {len(spec.models) * len(budgets)} fine-tunes; dataset {spec.dataset}"
+                      + (f"; general set {spec.general_set}" if spec.general_set else ""))
+
+    def report(spec, node):
+        check_finished(node)
+        print_learning_curve(node.outputs.learning_curve.get_dict(), console, title=f"study {spec.name}")
+        echo(f"\nFinetuneStudyWorkChain pk {node.pk}")
+        return write_finetune_report(node, pathlib.Path(output or f"results/{spec.name}"))
+
+    run_file(ctx, file, dry_run, echo, load=load_study, describe=describe, run=run_study, report=report)
 
 
 @cmd_finetune.command("show")
@@ -230,8 +195,8 @@ def cmd_finetune_show(pk):
 
     from aiida_reactmlip.data.model import MlipModelData
 
-    console = _console()
-    node = _load(pk, "node")
+    console = make_console(160)
+    node = load_node_or_fail(pk)
     process_type = getattr(node, "process_type", None) or ""
     if process_type.endswith("reactmlip.finetune_study"):
         if "learning_curve" not in node.outputs:

@@ -7,9 +7,24 @@ import time
 
 import click
 
+from .console import QuietConsole, console_options
 from .root import cmd_root, with_profile
 
 PW_PROCESS_TYPE = "aiida.workflows:quantumespresso.pw.base"
+
+
+def user_frames(images: list, source: str) -> list:
+    """The frames of a user's file with the library's info (roles slab, gas, minimum, ... ; see
+    :mod:`aiida_reactmlip.user_structures`); its notes echoed, its errors as click errors."""
+    from aiida_reactmlip.user_structures import UserStructureError, normalise_frames
+
+    try:
+        frames, notes = normalise_frames(images, source)
+    except UserStructureError as exception:
+        raise click.ClickException(str(exception)) from exception
+    for note in notes:
+        click.echo(f"note: {note}")
+    return frames
 
 
 def load_structures(source: str) -> tuple[dict, str]:
@@ -21,7 +36,7 @@ def load_structures(source: str) -> tuple[dict, str]:
     from aiida import orm
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
-    from aiida_reactmlip.workflows.label import structures_from_atoms, structures_from_group
+    from aiida_reactmlip.specs.builders import structures_from_atoms, structures_from_group
 
     path = pathlib.Path(source)
     if path.is_file():
@@ -37,6 +52,7 @@ def load_structures(source: str) -> tuple[dict, str]:
         for atoms, name in zip(images, names):
             atoms.info.setdefault("origin", path.name)
             atoms.info.setdefault("name", name)
+        images = user_frames(images, path.stem)
         return structures_from_atoms(images, names), f"{len(images)} structure(s) from {path}"
     try:
         group = orm.load_group(source)
@@ -133,6 +149,57 @@ def watch_submitted(node, display: ProgressDisplay, interval: float = 2.0):
     return node
 
 
+def spin_plan(structures: dict, mode: str) -> dict:
+    """name -> :class:`aiida_reactmlip.spin.SpinChoice` for the structures to label under ``--spin mode``."""
+    from aiida_reactmlip.workflows.label import structure_spin
+
+    return {name: structure_spin(structure, mode) for name, structure in sorted(structures.items())}
+
+
+def spin_results(workchain) -> list[dict]:
+    """The spin-polarised pw.x labels of a LabelWorkChain: name, PwBaseWorkChain pk, total and absolute
+    magnetisation (Bohr magnetons per cell, pw.x ``output_parameters``), the magnetic atoms (Cr, Mn, Fe, Co, Ni)
+    and the total magnetisation per magnetic atom (None without one)."""
+    from aiida.common.links import LinkType
+
+    from aiida_reactmlip.qe_settings import MAGNETIC_ELEMENTS
+
+    rows = []
+    for link in workchain.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all():
+        node = link.node
+        if node.process_type != PW_PROCESS_TYPE or not link.link_label.startswith("label_"):
+            continue
+        if node.inputs.pw.parameters.get_dict().get("SYSTEM", {}).get("nspin", 1) != 2:
+            continue
+        row = {"name": link.link_label[len("label_"):], "pk": node.pk, "total": None, "absolute": None,
+               "magnetic_atoms": sum(1 for site in node.inputs.pw.structure.sites
+                                     if node.inputs.pw.structure.get_kind(site.kind_name).symbol in MAGNETIC_ELEMENTS)}
+        if "output_parameters" in node.outputs:
+            parameters = node.outputs.output_parameters.get_dict()
+            row["total"] = parameters.get("total_magnetization")
+            row["absolute"] = parameters.get("absolute_magnetization")
+        row["per_magnetic_atom"] = (row["total"] / row["magnetic_atoms"]
+                                    if row["total"] is not None and row["magnetic_atoms"] else None)
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def print_spin_results(console, rows: list[dict]) -> None:
+    """One line per spin-polarised label: total magnetisation per cell and per magnetic atom (μB)."""
+    if not rows:
+        console.print("spin: every frame ran without spin polarisation")
+        return
+    console.print(f"spin-polarised: {len(rows)} frame(s)")
+    for row in rows:
+        if row["total"] is None:
+            console.print(f"  {row['name']}: PwBaseWorkChain<{row['pk']}> has no magnetisation (no finished label)")
+            continue
+        per_atom = (f", {row['per_magnetic_atom']:.2f} μB per magnetic atom ({row['magnetic_atoms']})"
+                    if row["per_magnetic_atom"] is not None else "")
+        console.print(f"  {row['name']}: total magnetisation {row['total']:.2f} μB/cell "
+                      f"(absolute {row['absolute']:.2f}){per_atom}", highlight=False)
+
+
 @cmd_root.command("label")
 @click.argument("source", metavar="GROUP_OR_FILE")
 @click.option("--protocol", type=click.Choice(["fast", "moderate", "precise"]), default="moderate", show_default=True,
@@ -144,6 +211,10 @@ def watch_submitted(node, display: ProgressDisplay, interval: float = 2.0):
 @click.option("--max-iterations", type=int, default=3, show_default=True,
               help="Restarts PwBaseWorkChain may try per configuration before the label is given up.")
 @click.option("--dipole-correction", is_flag=True, help="Dipole correction along c for every slab.")
+@click.option("--spin", "spin_mode", type=click.Choice(["auto", "off", "on"]), default="auto", show_default=True,
+              help="auto: spin-polarised for Cr/Mn/Fe/Co/Ni, odd-electron molecules/atoms and O2; on: every "
+              "periodic structure; off: none (odd-electron molecules stay doublets). A frame's `multiplicity` "
+              "or `spin_polarised` info wins.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Reuse earlier pw.x calculations with identical inputs (AiiDA caching) in this interpreter.")
 @click.option("--daemon", is_flag=True,
@@ -151,9 +222,10 @@ def watch_submitted(node, display: ProgressDisplay, interval: float = 2.0):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also write the labelled dataset as extended XYZ (energies eV, forces eV/Å).")
 @click.option("--group", "group_label", default=None, help="Add the dataset node to this group (created if missing).")
+@console_options
 @with_profile
-def cmd_label(source, protocol, pseudo_family, code_label, mpiprocs, max_iterations, dipole_correction, cache,
-              daemon, output, group_label):
+def cmd_label(source, protocol, pseudo_family, code_label, mpiprocs, max_iterations, dipole_correction, spin_mode,
+              cache, daemon, output, group_label, verbose, log_file):
     """Label the structures of GROUP_OR_FILE with DFT (pw.x scf, forces; stress for bulk).
 
     GROUP_OR_FILE is a file that ASE reads (extxyz, CIF, POSCAR, ...; every frame is labelled, its
@@ -187,14 +259,25 @@ def cmd_label(source, protocol, pseudo_family, code_label, mpiprocs, max_iterati
     builder.protocol = orm.Str(protocol)
     builder.max_iterations = orm.Int(max_iterations)
     builder.dipole_correction = orm.Bool(dipole_correction)
+    builder.spin = orm.Str(spin_mode)
     options = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": mpiprocs}}
     if mpiprocs == 1:
         options["withmpi"] = False
     builder.options = orm.Dict(options)
     console.print(f"labelling {description} with pw.x, protocol {protocol}")
-
     try:
-        with ProgressDisplay(len(structures), console=console) as display:
+        plan = spin_plan(structures, spin_mode)
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from exception
+    polarised = {name: choice for name, choice in plan.items() if choice.polarised}
+    if polarised:
+        console.print(f"spin (--spin {spin_mode}): {len(polarised)} of {len(plan)} frame(s) spin-polarised: "
+                      + "; ".join(f"{name} ({choice.reason})" for name, choice in list(polarised.items())[:5])
+                      + (" ..." if len(polarised) > 5 else ""), highlight=False)
+
+    quiet = QuietConsole("label", console, verbose=verbose, log_file=log_file)
+    try:
+        with quiet, ProgressDisplay(len(structures), console=console) as display:
             if daemon:
                 from aiida.engine import submit
 
@@ -216,10 +299,12 @@ def cmd_label(source, protocol, pseudo_family, code_label, mpiprocs, max_iterati
     )
     console.print(f"LabelWorkChain<{node.pk}> {node.process_state.value}, exit status {node.exit_status}; "
                   f"{counts.get('done', 0)} labelled ({cached} from cache), {counts.get('failed', 0)} failed")
+    print_spin_results(console, spin_results(node))
     if "failures" in node.outputs:
         for name, failure in sorted(node.outputs.failures.get_dict().items()):
             console.print(f"  [red]failed[/] {name}: PwBaseWorkChain<{failure['pk']}> exit {failure['exit_status']}"
                           f" {failure['exit_message']}")
+    quiet.print_summary()
     if "dataset" not in node.outputs:
         raise click.ClickException(f"no dataset: {node.exit_message or 'the work chain did not finish'}")
     dataset = node.outputs.dataset

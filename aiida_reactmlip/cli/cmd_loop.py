@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pathlib
-import time
 
 import click
 
-from .root import cmd_root, load_profile_or_fail, with_profile
+from .root import cmd_root, with_profile
+from .run_file import check_finished, file_options, load_node_or_fail, run_file, run_with_ticks
 
 #: Process type of the loop WorkChain.
 LOOP_PROCESS_TYPE = "aiida.workflows:reactmlip.active_learning"
@@ -37,46 +37,29 @@ def format_row(row: dict, prefix: str = "") -> str:
 
 def run_loop_with_progress(builder, echo, prefix: str = "", interval: float = 1.0):
     """Run ``builder`` in this interpreter (no daemon needed), printing each round as it finishes."""
-    from aiida.engine.utils import instantiate_process
-    from aiida.manage import get_manager
-
     from aiida_reactmlip.workflows.active_learning import PROGRESS_EXTRA
 
-    runner = get_manager().get_runner()
-    process = instantiate_process(runner, builder)
-    node = process.node
     printed = [0]
 
-    def flush():
+    def flush(node):
         rows = node.base.extras.get(PROGRESS_EXTRA, [])
         for row in rows[printed[0]:]:
             echo(format_row(row, prefix))
         printed[0] = len(rows)
 
-    def tick():
-        flush()
-        if not node.is_terminated:
-            runner.loop.call_later(interval, tick)
-
-    runner.loop.call_soon(tick)
-    process.execute()
-    flush()
-    return node
+    return run_with_ticks(builder, flush, interval)
 
 
 @cmd_loop.command("run")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--output", type=click.Path(file_okay=False), default=None,
-              help="Folder for the report (default: results/<loop name>).")
+@file_options("loop")
 @click.option("--seeds", default=None, help="Comma-separated seeds, replacing the file's (e.g. 0,1,2).")
 @click.option("--strategy", "strategy_name", default=None, help="Selection strategy, replacing the file's (e.g. fps).")
 @click.option("--no-baseline", is_flag=True, help="Skip the random-selection baseline even if the file asks for it.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="AiiDA caching of MD, fine-tunes, evaluations and pw.x: a rerun of a crashed or stopped loop "
               "reuses every finished job instead of running it again.")
-@click.option("--dry-run", is_flag=True, help="Only check the file and show what would run.")
 @click.pass_context
-def cmd_loop_run(ctx, file, output, seeds, strategy_name, no_baseline, cache, dry_run):
+def cmd_loop_run(ctx, file, output, dry_run, seeds, strategy_name, no_baseline, cache):
     """Run the loop described in FILE (and its random baseline), printing each round, then the final table.
 
     \b
@@ -84,83 +67,84 @@ def cmd_loop_run(ctx, file, output, seeds, strategy_name, no_baseline, cache, dr
       reactmlip loop run workchains/loop-ch4-smoke.yaml
       reactmlip loop run workchains/loop-ch4-evidence.yaml --seeds 0 --strategy fps
     """
-    import contextlib
+    from aiida_reactmlip.report.loop_report import write_loop_report
+    from aiida_reactmlip.specs.loop import load_loop_spec
 
-    from aiida.manage.caching import enable_caching
+    def load(path):
+        return _with_overrides(load_loop_spec(path), seeds, strategy_name, no_baseline)
 
-    from aiida_reactmlip.workflows.active_learning import load_loop_spec, loop_builder, loop_datasets
+    def report(spec, nodes):
+        print_final_table(nodes, spec, click.echo)
+        baselines = nodes.get("random") if spec["strategy"] != "random" else None
+        return write_loop_report(nodes[spec["strategy"]], pathlib.Path(output or f"results/{spec['name']}"),
+                                 baselines=baselines, target=spec.get("target_force_mae"))
 
-    try:
-        spec = load_loop_spec(file)
-    except (ValueError, KeyError) as exception:
-        raise click.ClickException(str(exception)) from exception
+    run_file(ctx, file, dry_run, click.echo, load=load, describe=_describe_loop,
+             run=lambda spec: _run_loops(spec, file, cache), report=report)
+
+
+def _with_overrides(spec: dict, seeds: str | None, strategy: str | None, no_baseline: bool) -> dict:
+    """The loop spec with the command line's seeds and strategy, and ``strategies``: the file's strategy and,
+    unless ``no_baseline``, the random baseline it asks for."""
+    from aiida_reactmlip.workflows.active_learning_inputs import known_strategies
+
     if seeds:
         try:
             spec["seeds"] = [int(s) for s in seeds.split(",")]
         except ValueError as exception:
             raise click.ClickException(f"--seeds must be comma-separated integers, got {seeds!r}") from exception
-    if strategy_name:
-        from aiida_reactmlip.workflows.active_learning import known_strategies
-
-        if strategy_name not in known_strategies():
-            raise click.ClickException(
-                f"unknown strategy {strategy_name!r}; available: {', '.join(known_strategies())}")
-        spec["strategy"] = strategy_name
-    strategies = [spec["strategy"]]
+    if strategy:
+        if strategy not in known_strategies():
+            raise click.ClickException(f"unknown strategy {strategy!r}; available: {', '.join(known_strategies())}")
+        spec["strategy"] = strategy
+    spec["strategies"] = [spec["strategy"]]
     if spec["baseline"] == "random" and not no_baseline and spec["strategy"] != "random":
-        strategies.append("random")
+        spec["strategies"].append("random")
+    return spec
+
+
+def _describe_loop(spec: dict) -> None:
     mode = "oracle (DFT-labelled pool)" if "pool" in spec else f"exploration of {spec['explore']['system']}"
     stops = ", ".join(f"{key} {spec[key]}" for key in ("target_force_mae", "target_energy_mae", "max_dft_labels",
                                                        "max_rounds") if spec.get(key) is not None)
-    click.echo(f"loop {spec['name']}: {mode}; model {spec['model']}; strategies {' vs '.join(strategies)}; "
+    click.echo(f"loop {spec['name']}: {mode}; model {spec['model']}; strategies {' vs '.join(spec['strategies'])}; "
                f"k {spec.get('k', 4)}; seeds {spec['seeds']}; stop at {stops}")
-    if dry_run:
-        return
-    profile = load_profile_or_fail(ctx)
-    click.echo(f"profile {profile.name}")
-    start = time.perf_counter()
+
+
+def _run_loops(spec: dict, file, cache: bool) -> dict[str, list]:
+    """Every (seed, strategy) loop of ``spec`` in this interpreter, printing each round; the nodes by strategy."""
+    import contextlib
+
+    from aiida.manage.caching import enable_caching
+
+    from aiida_reactmlip.specs.loop import loop_builder, loop_datasets
+
     try:
         datasets = loop_datasets(spec)
     except (ValueError, KeyError, ImportError, OSError) as exception:
         raise click.ClickException(f"{file}: {exception}") from exception
     described = ", ".join(f"{key} pk {node.pk} ({node.n_frames} frames)" for key, node in datasets.items())
     click.echo(f"datasets: {described}")
-    nodes: dict[str, list] = {strategy: [] for strategy in strategies}
+    nodes: dict[str, list] = {strategy: [] for strategy in spec["strategies"]}
     with contextlib.ExitStack() as stack:
         if cache:
             for identifier in CACHED_IDENTIFIERS:
                 stack.enter_context(enable_caching(identifier=identifier))
         for seed in spec["seeds"]:
-            for strategy in strategies:
-                try:
-                    builder = loop_builder(spec, seed, strategy=strategy, datasets=datasets)
-                    click.echo(f"[{strategy}, seed {seed}]")
-                    node = run_loop_with_progress(builder, click.echo, prefix="  ")
-                except ValueError as exception:  # input validation: nothing ran
-                    raise click.ClickException(str(exception)) from exception
+            for strategy in spec["strategies"]:
+                builder = loop_builder(spec, seed, strategy=strategy, datasets=datasets)
+                click.echo(f"[{strategy}, seed {seed}]")
+                node = run_loop_with_progress(builder, click.echo, prefix="  ")
                 node.base.extras.set("loop_spec", spec["name"])
                 if spec.get("target_force_mae") is not None:  # scores the comparison, also with run_to_budget
                     node.base.extras.set(TARGET_EXTRA, float(spec["target_force_mae"]))
                 if strategy == "random" and strategy != spec["strategy"]:
-                    loop_node = nodes[spec["strategy"]][-1]
-                    node.base.extras.set(BASELINE_EXTRA, loop_node.uuid)
-                if not node.is_finished_ok:
-                    raise click.ClickException(
-                        f"ActiveLearningWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}. "
-                        f"Inspect with `verdi process report {node.pk}`; run the same command again to resume "
-                        "(finished jobs come from the cache)."
-                    )
+                    node.base.extras.set(BASELINE_EXTRA, nodes[spec["strategy"]][-1].uuid)
+                check_finished(node, hint="; run the same command again to resume (finished jobs come from the cache)")
                 summary = node.outputs.summary.get_dict()
                 click.echo(f"  stopped: {summary['stop_reason']}; ActiveLearningWorkChain pk {node.pk}")
                 nodes[strategy].append(node)
-    print_final_table(nodes, spec, click.echo)
-    from aiida_reactmlip.report.loop_report import write_loop_report
-
-    baselines = nodes.get("random") if spec["strategy"] != "random" else None
-    files = write_loop_report(nodes[spec["strategy"]], pathlib.Path(output or f"results/{spec['name']}"),
-                              baselines=baselines, target=spec.get("target_force_mae"))
-    click.echo(f"report: {files['index.html'].resolve()}")
-    click.echo(f"wall time {time.perf_counter() - start:.1f} s")
+    return nodes
 
 
 def print_final_table(nodes: dict[str, list], spec: dict, echo) -> None:
@@ -235,13 +219,7 @@ def cmd_loop_show(pk):
 
 def load_loop_node(pk):
     """The ActiveLearningWorkChain node of ``pk`` (pk or UUID), or a ClickException saying what it is."""
-    from aiida import orm
-    from aiida.common.exceptions import NotExistent
-
-    try:
-        node = orm.load_node(pk)
-    except NotExistent as exception:
-        raise click.ClickException(f"no node with pk/uuid {pk}") from exception
+    node = load_node_or_fail(pk)
     if getattr(node, "process_type", None) != LOOP_PROCESS_TYPE:
         raise click.ClickException(f"node {pk} is not a reactmlip.active_learning WorkChain ({node.__class__.__name__})")
     return node

@@ -220,9 +220,10 @@ def cmd_models_export(identifier, path, force):
       reactmlip models export 1234 models/
       reactmlip models export 1234 cu-h-finetuned.pth.tar
     """
-    import hashlib
     import pathlib
     import shutil
+
+    from aiida_reactmlip.hashing import sha256_file
 
     node = load_model_node(identifier)
     target = pathlib.Path(path) if path else pathlib.Path.cwd() / node.filename
@@ -234,14 +235,11 @@ def cmd_models_export(identifier, path, force):
     tmp = target.with_name(target.name + ".part")
     with node.open(mode="rb") as source, open(tmp, "wb") as handle:
         shutil.copyfileobj(source, handle, 1 << 20)
-    digest = hashlib.sha256()
-    with open(tmp, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != node.sha256:
+    digest = sha256_file(tmp)
+    if digest != node.sha256:
         tmp.unlink()
         raise click.ClickException(
-            f"the written file has sha256 {digest.hexdigest()}, the node records {node.sha256}: not exported"
+            f"the written file has sha256 {digest}, the node records {node.sha256}: not exported"
         )
     tmp.replace(target)
     click.echo(f"wrote {target} ({target.stat().st_size} bytes)")

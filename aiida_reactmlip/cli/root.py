@@ -76,3 +76,5 @@ def cmd_root(ctx, profile_name):
 from . import cmd_campaign, cmd_dataset, cmd_demo, cmd_label, cmd_models, cmd_optimade, cmd_report, cmd_setup, cmd_share, cmd_systems  # noqa: E402,F401
 from . import cmd_finetune  # noqa: E402,F401
 from . import cmd_loop  # noqa: E402,F401
+from . import cmd_benchmark  # noqa: E402,F401
+from . import cmd_physics  # noqa: E402,F401

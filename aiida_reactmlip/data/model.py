@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -14,24 +13,13 @@ from typing import IO, Any
 from aiida.orm import Node, QueryBuilder, SinglefileData
 from ase.data import atomic_numbers, chemical_symbols
 
+from aiida_reactmlip.hashing import sha256_file as sha256_of
+
 __all__ = ('MlipModelData', 'sha256_of')
 
-_CHUNK = 1 << 20
-
-
-def _hash_stream(handle: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: handle.read(_CHUNK), b''):
-        digest.update(chunk if isinstance(chunk, bytes) else chunk.encode('utf-8'))
-    return digest.hexdigest()
-
-
-def sha256_of(file: str | os.PathLike | IO) -> str:
-    """Hex sha256 of a file's content (a path, or a file-like object read from its current position)."""
-    if isinstance(file, (str, os.PathLike)):
-        with open(file, 'rb') as handle:
-            return _hash_stream(handle)
-    return _hash_stream(file)
+def _attribute(name: str, doc: str | None = None) -> property:
+    """A read-only property giving the node attribute ``name`` (``None`` when it is not set)."""
+    return property(lambda self: self.base.attributes.get(name, None), doc=doc)
 
 
 def _resolve_file(file: Any) -> Any:
@@ -163,7 +151,7 @@ class MlipModelData(SinglefileData):
         )
         super().__init__(file=file, filename=filename, **kwargs)
         with self.open(mode='rb') as handle:
-            attributes['sha256'] = _hash_stream(handle)
+            attributes['sha256'] = sha256_of(handle)
         for key, value in attributes.items():
             self.base.attributes.set(key, value)
 
@@ -173,21 +161,17 @@ class MlipModelData(SinglefileData):
         file: str | os.PathLike | IO,
         family: str,
         model_name: str,
-        version: str | None = None,
-        elements: Iterable[str] | None = None,
-        cutoff: float | None = None,
-        dtype: str | None = None,
-        source: str | None = None,
-        base_model_uuid: str | Node | None = None,
-        training_dataset_uuid: str | Node | None = None,
-        filename: str | None = None,
+        *,
         store: bool = True,
         match_name: bool = False,
-        **kwargs: Any,
+        **metadata: Any,
     ) -> tuple[MlipModelData, bool]:
         """Return ``(node, created)``: the oldest stored MlipModelData with the same file sha256 and family
         (and ``model_name`` too if ``match_name``), or a new one (stored if ``store``). An existing node is
         returned as is, even if the other metadata given here differs from what it records.
+
+        ``metadata``: the other keyword arguments of the constructor (``version``, ``elements``, ``cutoff``,
+        ``dtype``, ``source``, ``base_model_uuid``, ``training_dataset_uuid``, ``filename``...).
         """
         file = _resolve_file(file)
         if not isinstance(file, str):
@@ -208,66 +192,26 @@ class MlipModelData(SinglefileData):
         existing = query.first(flat=True)
         if existing is not None:
             return existing, False
-        node = cls(
-            file=file,
-            family=family,
-            model_name=model_name,
-            version=version,
-            elements=elements,
-            cutoff=cutoff,
-            dtype=dtype,
-            source=source,
-            base_model_uuid=base_model_uuid,
-            training_dataset_uuid=training_dataset_uuid,
-            filename=filename,
-            **kwargs,
-        )
+        node = cls(file=file, family=family, model_name=model_name, **metadata)
         if store:
             node.store()
         return node, True
 
     # ------------------------------------------------------------------ attributes
-    @property
-    def family(self) -> str:
-        return self.base.attributes.get('family')
-
-    @property
-    def model_name(self) -> str:
-        return self.base.attributes.get('model_name')
-
-    @property
-    def version(self) -> str | None:
-        return self.base.attributes.get('version', None)
-
-    @property
-    def sha256(self) -> str:
-        return self.base.attributes.get('sha256')
+    family: str = _attribute('family', 'Model family, lower case ("chgnet", "sevenn", "mace").')
+    model_name: str = _attribute('model_name', 'Name of the model (e.g. "chgnet-0.3.0").')
+    version: str | None = _attribute('version')
+    sha256: str = _attribute('sha256', 'Hex sha256 of the stored file.')
+    cutoff: float | None = _attribute('cutoff', 'Radial cutoff in Angstrom (None if unknown).')
+    dtype: str | None = _attribute('dtype')
+    source: str | None = _attribute('source')
+    base_model_uuid: str | None = _attribute('base_model_uuid')
+    training_dataset_uuid: str | None = _attribute('training_dataset_uuid')
 
     @property
     def elements(self) -> list[str]:
         """Sorted element symbols the model covers."""
         return list(self.base.attributes.get('elements'))
-
-    @property
-    def cutoff(self) -> float | None:
-        """Radial cutoff in Angstrom (None if unknown)."""
-        return self.base.attributes.get('cutoff', None)
-
-    @property
-    def dtype(self) -> str | None:
-        return self.base.attributes.get('dtype', None)
-
-    @property
-    def source(self) -> str | None:
-        return self.base.attributes.get('source', None)
-
-    @property
-    def base_model_uuid(self) -> str | None:
-        return self.base.attributes.get('base_model_uuid', None)
-
-    @property
-    def training_dataset_uuid(self) -> str | None:
-        return self.base.attributes.get('training_dataset_uuid', None)
 
     # ------------------------------------------------------------------ coverage
     def covers(self, symbols: Any) -> list[str]:

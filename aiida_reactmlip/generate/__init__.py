@@ -4,7 +4,7 @@ Each generator copies its input, is deterministic (for a given seed where random
 every frame's ``info`` with ``role`` and ``name``. Lengths in Å.
 """
 
-from .neb import neb_images, path_length
+from .neb_interpolation import neb_images, path_length
 from .rattle import rattle
 from .scans import bond_scan, frame_prefix, strain_series
 

@@ -4,6 +4,10 @@ Absolute total energies of a universal MLIP and of our pw.x set-up are not compa
 energies are compared as differences within a group (same frame shifts both) or after a
 per-element reference fit; each result names its reference in ``energy_reference``.
 Units: eV, eV/atom, eV/Å, eV/Å^3 (and GPa).
+
+Modules: ``errors`` (energy, force, stress errors), ``references`` (energy references), ``reactive``
+(barriers, adsorption, structural stability), ``by_system`` (frame groups, metrics per system of a whole
+dataset), ``learning_curves`` (fine-tuning studies), ``loop`` (active-learning stopping and comparison).
 """
 
 from .errors import (

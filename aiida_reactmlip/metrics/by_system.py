@@ -1,4 +1,7 @@
-"""Reactive metrics of a whole labelled dataset, system by system (pure: Frames and numpy in, dicts out).
+"""Metrics of a whole labelled dataset, system by system (pure: Frames and numpy in, dicts out).
+
+:func:`frame_groups` gives the group of every frame for relative energies; :func:`system_metrics` the
+errors per system and the reactive metrics with their leaderboard summaries.
 
 The frames carry what the system library put in their ``info``: ``system``, ``role`` (reference,
 initial, image, final, scan), ``kind`` (slab, molecule, bulk), ``adsorbate`` and ``site`` for adsorbed
@@ -17,6 +20,7 @@ import numpy as np
 from ase.data import chemical_symbols
 from ase.formula import Formula
 
+from .errors import compare
 from .reactive import adsorption_energy_errors, barrier_error, site_preference
 
 
@@ -92,3 +96,48 @@ def reactive_metrics_by_system(frames, predicted_energies) -> dict[str, dict]:
         if summary is not None:
             results[system] = summary
     return results
+
+
+def frame_groups(frames) -> list[str]:
+    """Group key per frame for relative energies: the ``group`` info if given, else system + formula."""
+    groups = []
+    for i, info in enumerate(frames.info):
+        if info.get("group"):
+            groups.append(str(info["group"]))
+            continue
+        numbers = frames.numbers[frames.offsets[i] : frames.offsets[i] + frames.n_atoms[i]]
+        groups.append(f"{info.get('system', '')}:{_formula(numbers)}")
+    return groups
+
+
+def system_metrics(frames, pred: dict, reference: str) -> dict:
+    """Metrics per system (``per_system``), reactive metrics (``reactive``) and their leaderboard summaries.
+
+    ``pred``: model ``energies`` (F,) in eV and ``forces`` (sum n_atoms, 3) in eV/Å aligned with ``frames``.
+    A system whose metrics cannot be computed (e.g. a single frame, nothing to compare relative
+    energies with) gets ``{"error": reason}``: stated, never silently dropped.
+    """
+    per_system = {}
+    for system, indices in _frames_by_system(frames).items():
+        subset = frames.subset(indices)
+        atom_rows = np.concatenate(
+            [np.arange(frames.offsets[i], frames.offsets[i] + frames.n_atoms[i]) for i in indices]
+        )
+        dft = {"energies": subset.energies, "forces": subset.forces}
+        sub_pred = {"energies": np.asarray(pred["energies"])[indices], "forces": np.asarray(pred["forces"])[atom_rows]}
+        try:
+            per_system[system] = compare(dft, sub_pred, n_atoms=subset.n_atoms, groups=frame_groups(subset),
+                                         reference=reference if reference.startswith("relative") else "relative:min")
+        except ValueError as exception:
+            per_system[system] = {"error": str(exception)}
+    reactive = reactive_metrics_by_system(frames, pred["energies"])
+    summary: dict = {"per_system": per_system, "reactive": reactive}
+    adsorption = [r["adsorption_energy_mae_eV"] for r in reactive.values() if r.get("kind") == "adsorption"]
+    barriers = [r["barrier_abs_error_eV"] for r in reactive.values() if r.get("kind") == "path"]
+    if adsorption:
+        summary["adsorption_energy_mae"] = float(np.mean(adsorption))
+        summary["site_order_agrees"] = int(sum(bool(r["site_most_stable_agrees"]) for r in reactive.values()
+                                               if r.get("kind") == "adsorption"))
+    if barriers:
+        summary["barrier_mae"] = float(np.mean(barriers))
+    return summary

@@ -1,5 +1,7 @@
 """Registry of universal MLIPs usable offline: name -> weights file -> ASE calculator.
 
+:mod:`.registry`: the known models and where their weights lie; :mod:`.loading`: a model file -> an
+ASE calculator or its description (elements, cutoff in Å, sha256); :mod:`.errors`: what goes wrong.
 Pure package (never imports aiida).  Importing it is cheap: torch and the MLIP packages are only
 imported inside the functions that need them.
 

@@ -7,13 +7,14 @@ Pure module (no aiida).  torch and the MLIP packages are imported lazily inside 
 from __future__ import annotations
 
 import functools
-import hashlib
 import pathlib
 import threading
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+from aiida_reactmlip.hashing import sha256_file
 
 from ._torch_compat import allow_e3nn_constants
 from .errors import ElementNotCoveredError, ModelLoadError, ModelNotAvailableError
@@ -290,14 +291,6 @@ def _dtype_name(model) -> str:
     return str(next(model.parameters()).dtype).replace("torch.", "")
 
 
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=64)
 def _describe_cached(family: str, path_str: str, mtime_ns: int, size: int) -> dict:
     path = pathlib.Path(path_str)
@@ -322,7 +315,7 @@ def _describe_cached(family: str, path_str: str, mtime_ns: int, size: int) -> di
     info["n_elements"] = len(info["elements"])
     info["dtype"] = _dtype_name(model)
     info["n_parameters"] = _n_parameters(model)
-    info["sha256"] = _sha256(path)
+    info["sha256"] = sha256_file(path)
     info["size_bytes"] = size
     return info
 

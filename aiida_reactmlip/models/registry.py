@@ -71,132 +71,65 @@ MACE_UPSTREAM_FILES = {
     "mace-omat-0": "mace-omat-0-medium.model",
 }
 
+#: what every bundled model of a package shares
+_BUNDLED = {
+    "chgnet": {"family": "chgnet", "reference": _CHGNET_REF, "bundled_in": "chgnet==0.4.2 wheel",
+               "license": "BSD-3-Clause"},
+    "sevenn": {"family": "sevenn", "reference": _SEVENNET_REF, "bundled_in": "sevenn==0.10.4 wheel",
+               "license": "GPL-3.0"},
+}
+
+
+def _bundled(package: str, name: str, version: str, package_path: str, description: str,
+             training_data: str = _MPTRJ) -> ModelSpec:
+    """A model whose weights ship inside the installed ``package`` at ``package_path``."""
+    return ModelSpec(name=name, description=description, version=version, training_data=training_data,
+                     package=package, package_path=package_path, **_BUNDLED[package])
+
+
+def _mace(name: str, version: str, description: str, training_data: str = _MPTRJ,
+          license: str = "MIT") -> ModelSpec:
+    """A MACE foundation model, published by ACEsuit as :data:`MACE_UPSTREAM_FILES` ``[name]``."""
+    upstream = MACE_UPSTREAM_FILES[name]
+    return ModelSpec(name=name, family="mace", description=description, version=version,
+                     reference=_MACE_MP_REF, training_data=training_data, bundled_in=None, upstream_file=upstream,
+                     upstream_url=f"{_MACE_RELEASES}/{name.replace('-', '_')}/{upstream}", license=license)
+
+
 _SPECS = (
-    ModelSpec(
-        name="chgnet-0.3.0",
-        family="chgnet",
-        description="CHGNet 0.3.0, crystal Hamiltonian graph network (default pretrained CHGNet); "
-        "atom-graph cutoff 6 A, bond-graph cutoff 3 A",
-        version="0.3.0",
-        reference=_CHGNET_REF,
-        training_data=_MPTRJ,
-        bundled_in="chgnet==0.4.2 wheel",
-        package="chgnet",
-        package_path="pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
-        license="BSD-3-Clause",
-    ),
-    ModelSpec(
-        name="chgnet-0.2.0",
-        family="chgnet",
-        description="CHGNet 0.2.0, weights of the CHGNet paper (deprecated upstream); atom-graph cutoff 5 A",
-        version="0.2.0",
-        reference=_CHGNET_REF,
-        training_data=_MPTRJ,
-        bundled_in="chgnet==0.4.2 wheel",
-        package="chgnet",
-        package_path="pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
-        license="BSD-3-Clause",
-    ),
+    _bundled("chgnet", "chgnet-0.3.0", "0.3.0", "pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
+             "CHGNet 0.3.0, crystal Hamiltonian graph network (default pretrained CHGNet); "
+             "atom-graph cutoff 6 A, bond-graph cutoff 3 A"),
+    _bundled("chgnet", "chgnet-0.2.0", "0.2.0", "pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
+             "CHGNet 0.2.0, weights of the CHGNet paper (deprecated upstream); atom-graph cutoff 5 A"),
     ModelSpec(
         name="chgnet-r2scan",
-        family="chgnet",
         description="CHGNet 0.3.0 transfer-learned to r2SCAN (MP-r2SCAN); predicts r2SCAN-level energies",
         version="r2scan",
-        reference="X. Huang, B. Deng et al., Cross-functional transferability in foundation machine "
-        "learning interatomic potentials, npj Comput. Mater. (2025)",
         training_data="MP-r2SCAN (r2SCAN, VASP; doi:10.6084/m9.figshare.28245650.v2), "
         "fine-tuned from CHGNet 0.3.0 (MPtrj)",
-        bundled_in="chgnet==0.4.2 wheel",
         package="chgnet",
         package_path="pretrained/r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
-        license="BSD-3-Clause",
+        **{**_BUNDLED["chgnet"], "reference": "X. Huang, B. Deng et al., Cross-functional transferability in "
+           "foundation machine learning interatomic potentials, npj Comput. Mater. (2025)"},
     ),
-    ModelSpec(
-        name="sevennet-0",
-        family="sevenn",
-        description="SevenNet-0 (11Jul2024 checkpoint), NequIP-type E(3)-equivariant GNN, cutoff 5 A",
-        version="0__11Jul2024",
-        reference=_SEVENNET_REF,
-        training_data=_MPTRJ,
-        bundled_in="sevenn==0.10.4 wheel",
-        package="sevenn",
-        package_path="pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
-        license="GPL-3.0",
-    ),
-    ModelSpec(
-        name="sevennet-0-22may2024",
-        family="sevenn",
-        description="SevenNet-0 (22May2024 checkpoint, the one of the JCTC paper), cutoff 5 A",
-        version="0__22May2024",
-        reference=_SEVENNET_REF,
-        training_data=_MPTRJ,
-        bundled_in="sevenn==0.10.4 wheel",
-        package="sevenn",
-        package_path="pretrained_potentials/SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
-        license="GPL-3.0",
-    ),
-    ModelSpec(
-        name="sevennet-l3i5",
-        family="sevenn",
-        description="SevenNet-l3i5: SevenNet-0 architecture with l_max=3 and 5 interaction layers, "
-        "cutoff 5 A",
-        version="l3i5",
-        reference=_SEVENNET_REF,
-        training_data=_MPTRJ,
-        bundled_in="sevenn==0.10.4 wheel",
-        package="sevenn",
-        package_path="pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth",
-        license="GPL-3.0",
-    ),
-    ModelSpec(
-        name="mace-mp-0",
-        family="mace",
-        description="MACE-MP-0 medium (128 channels, L=1), cutoff 6 A",
-        version="mp-0 medium",
-        reference=_MACE_MP_REF,
-        training_data=_MPTRJ,
-        bundled_in=None,
-        upstream_file=MACE_UPSTREAM_FILES["mace-mp-0"],
-        upstream_url=f"{_MACE_RELEASES}/mace_mp_0/{MACE_UPSTREAM_FILES['mace-mp-0']}",
-        license="MIT",
-    ),
-    ModelSpec(
-        name="mace-mp-0b3",
-        family="mace",
-        description="MACE-MP-0b3 medium: MACE-MP-0 retrained with pair repulsion, "
-        "more stable at high pressure",
-        version="mp-0b3 medium",
-        reference=_MACE_MP_REF,
-        training_data=_MPTRJ,
-        bundled_in=None,
-        upstream_file=MACE_UPSTREAM_FILES["mace-mp-0b3"],
-        upstream_url=f"{_MACE_RELEASES}/mace_mp_0b3/{MACE_UPSTREAM_FILES['mace-mp-0b3']}",
-        license="MIT",
-    ),
-    ModelSpec(
-        name="mace-mpa-0",
-        family="mace",
-        description="MACE-MPA-0 medium, trained on MPtrj plus sAlex",
-        version="mpa-0 medium",
-        reference=_MACE_MP_REF,
-        training_data="MPtrj + sAlex (PBE/PBE+U, VASP; subsampled Alexandria)",
-        bundled_in=None,
-        upstream_file=MACE_UPSTREAM_FILES["mace-mpa-0"],
-        upstream_url=f"{_MACE_RELEASES}/mace_mpa_0/{MACE_UPSTREAM_FILES['mace-mpa-0']}",
-        license="MIT",
-    ),
-    ModelSpec(
-        name="mace-omat-0",
-        family="mace",
-        description="MACE-OMAT-0 medium, trained on Meta's OMat24 (non-equilibrium structures)",
-        version="omat-0 medium",
-        reference=_MACE_MP_REF,
-        training_data="OMat24 (PBE/PBE+U, VASP; rattled and MD non-equilibrium structures)",
-        bundled_in=None,
-        upstream_file=MACE_UPSTREAM_FILES["mace-omat-0"],
-        upstream_url=f"{_MACE_RELEASES}/mace_omat_0/{MACE_UPSTREAM_FILES['mace-omat-0']}",
-        license="Academic Software License (ASL)",
-    ),
+    _bundled("sevenn", "sevennet-0", "0__11Jul2024",
+             "pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
+             "SevenNet-0 (11Jul2024 checkpoint), NequIP-type E(3)-equivariant GNN, cutoff 5 A"),
+    _bundled("sevenn", "sevennet-0-22may2024", "0__22May2024",
+             "pretrained_potentials/SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
+             "SevenNet-0 (22May2024 checkpoint, the one of the JCTC paper), cutoff 5 A"),
+    _bundled("sevenn", "sevennet-l3i5", "l3i5", "pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth",
+             "SevenNet-l3i5: SevenNet-0 architecture with l_max=3 and 5 interaction layers, cutoff 5 A"),
+    _mace("mace-mp-0", "mp-0 medium", "MACE-MP-0 medium (128 channels, L=1), cutoff 6 A"),
+    _mace("mace-mp-0b3", "mp-0b3 medium",
+          "MACE-MP-0b3 medium: MACE-MP-0 retrained with pair repulsion, more stable at high pressure"),
+    _mace("mace-mpa-0", "mpa-0 medium", "MACE-MPA-0 medium, trained on MPtrj plus sAlex",
+          "MPtrj + sAlex (PBE/PBE+U, VASP; subsampled Alexandria)"),
+    _mace("mace-omat-0", "omat-0 medium",
+          "MACE-OMAT-0 medium, trained on Meta's OMat24 (non-equilibrium structures)",
+          "OMat24 (PBE/PBE+U, VASP; rattled and MD non-equilibrium structures)",
+          license="Academic Software License (ASL)"),
 )
 
 _DISPLAY_NAMES = {

@@ -53,18 +53,22 @@ def reactmlip_config(**overrides: Any):
     return ServerConfig(**settings)
 
 
-def create_reactmlip_app(profile_name: str | None = None, config=None, **overrides: Any):
+def create_reactmlip_app(profile_name: str | None = None, config=None, filter_limits=None, **overrides: Any):
     """The OPTIMADE FastAPI app serving the ``LabelledDatasetData`` frames of an AiiDA profile.
 
     ``profile_name``: AiiDA profile to load (default: ``$REACTMLIP_PROFILE``, else the profile already
     loaded, else AiiDA's default). ``config``: a ready ``ServerConfig`` (else :func:`reactmlip_config`
-    with ``overrides``). ``/structures`` and ``/references`` query the database on every request;
-    ``/links`` is empty.
+    with ``overrides``). ``filter_limits``: a :class:`~aiida_reactmlip.optimade.guard.FilterLimits`
+    (default 5,000 characters, 20 levels of parentheses, 256 terms); larger filters answer 400.
+    ``/structures`` and ``/references`` query the database on every request (read-only);
+    ``/links`` is empty. Query parameters of the wrong type or range answer 400, never 500.
     """
     from aiida import get_profile, load_profile
+    from fastapi.exceptions import RequestValidationError
     from optimade.server.create_app import create_app
 
     from .backend import DatasetReferenceCollection, StructureCollection
+    from .guard import DEFAULT_LIMITS, FilterParser, request_validation_handler
 
     name = profile_name or os.environ.get('REACTMLIP_PROFILE') or None
     current = get_profile()
@@ -74,6 +78,11 @@ def create_reactmlip_app(profile_name: str | None = None, config=None, **overrid
         os.makedirs(str(overrides.get('log_dir', os.environ.get('REACTMLIP_OPTIMADE_LOG_DIR', '/tmp/reactmlip-optimade-logs'))), exist_ok=True)
         config = reactmlip_config(**overrides)
     app = create_app(config, logger_tag='reactmlip')
-    app.state.entry_collections['structures'] = StructureCollection(config)
-    app.state.entry_collections['references'] = DatasetReferenceCollection(config)
+    limits = filter_limits or DEFAULT_LIMITS
+    app.state.entry_collections['structures'] = StructureCollection(config, limits=limits)
+    app.state.entry_collections['references'] = DatasetReferenceCollection(config, limits=limits)
+    links = app.state.entry_collections.get('links')
+    if links is not None:  # optimade's own (empty) links collection: same parser and limits
+        links.parser = FilterParser(limits)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
     return app

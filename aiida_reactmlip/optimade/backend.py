@@ -32,6 +32,7 @@ from optimade.server.mappers import ReferenceMapper, StructureMapper
 from optimade.server.schemas import retrieve_queryable_properties
 
 from .filters import Condition, ReactmlipTransformer
+from .guard import DEFAULT_LIMITS, FilterLimits, FilterParser
 from .mapping import PREFIX, PROVIDER_FIELDS, frame_to_structure_attributes, split_structure_id, structure_id
 
 __all__ = ('DatasetReferenceCollection', 'FrameCache', 'StructureCollection', 'close_session')
@@ -167,10 +168,12 @@ def _sort_key(value: Any):
 class _AiidaCollection(EntryCollection):
     """Shared query logic: dataset candidates from QueryBuilder, exact filter in Python, sort, page."""
 
-    def __init__(self, resource_cls, mapper, config, prefilter):
+    def __init__(self, resource_cls, mapper, config, prefilter, limits: FilterLimits = DEFAULT_LIMITS):
         extra = PROVIDER_FIELDS if mapper.ENDPOINT == 'structures' else []
         transformer = ReactmlipTransformer(mapper=mapper, field_types=_field_types(mapper, extra), prefilter=prefilter)
         super().__init__(resource_cls, mapper, transformer, config)
+        self.limits = limits
+        self.parser = FilterParser(limits)
 
     # -- helpers the subclasses implement
     def _candidates(self, condition: Condition) -> list[tuple[dict, Any]]:  # pragma: no cover - abstract
@@ -192,6 +195,28 @@ class _AiidaCollection(EntryCollection):
         if not isinstance(condition, Condition):
             condition = Condition.always()
         return sum(1 for doc, _ in self._candidates(condition) if condition.matches(doc, self._lookup))
+
+    def find(self, params):
+        from optimade.exceptions import NotFound
+        from optimade.server.query_params import SingleEntryQueryParams
+
+        if isinstance(params, SingleEntryQueryParams):
+            # the router asks for ``id="<path id>"``: a quote or backslash in the id would change the filter,
+            # and a very long id would be refused as a too long filter (400) instead of 404
+            entry_id = str(getattr(params, 'filter', ''))[4:-1]
+            if '"' in entry_id or '\\' in entry_id or len(entry_id) > 200:  # no id of ours is longer than ~50
+                shown = entry_id if len(entry_id) <= 80 else entry_id[:80] + '...'
+                raise NotFound(detail=f'no {self.resource_mapper.ENDPOINT} entry has the id {shown!r}')
+        return super().find(params)
+
+    def parse_sort_params(self, sort_params: str):
+        """Sort keys, each field once (a repeated field cannot change the order: the first one wins)."""
+        seen, keys = set(), []
+        for field, direction in super().parse_sort_params(sort_params):
+            if field not in seen:
+                seen.add(field)
+                keys.append((field, direction))
+        return keys
 
     def handle_query_params(self, params):
         criteria = super().handle_query_params(params)
@@ -246,8 +271,8 @@ def _structure_prefilter() -> dict:
 class StructureCollection(_AiidaCollection):
     """``structures``: the frames of every stored ``LabelledDatasetData``."""
 
-    def __init__(self, config, cache: FrameCache | None = None):
-        super().__init__(StructureResource, StructureMapper(config), config, _structure_prefilter())
+    def __init__(self, config, cache: FrameCache | None = None, limits: FilterLimits = DEFAULT_LIMITS):
+        super().__init__(StructureResource, StructureMapper(config), config, _structure_prefilter(), limits)
         self.cache = cache or FrameCache()
 
     def _datasets(self, qb_filters: dict | None, project: list[str]):
@@ -262,7 +287,9 @@ class StructureCollection(_AiidaCollection):
         return int(sum(n or 0 for (n,) in self._datasets(None, ['attributes.n_frames'])))
 
     def _candidates(self, condition: Condition):
-        for uuid, mtime in self._datasets(condition.qb_filters, ['uuid', 'ctime']):
+        rows = self._datasets(condition.qb_filters, ['uuid', 'ctime', 'attributes.n_frames'])
+        self.limits.check_budget(condition.terms, sum(int(n or 0) for _, _, n in rows), 'structures')
+        for uuid, mtime, _ in rows:
             entry = self.cache.get(uuid, mtime)
             for index, doc in enumerate(entry.light):
                 yield doc, (entry, index)
@@ -283,8 +310,8 @@ class StructureCollection(_AiidaCollection):
 class DatasetReferenceCollection(_AiidaCollection):
     """``references``: one entry per ``LabelledDatasetData`` (id = its UUID)."""
 
-    def __init__(self, config):
-        super().__init__(ReferenceResource, ReferenceMapper(config), config, {'id': self._id_prefilter})
+    def __init__(self, config, limits: FilterLimits = DEFAULT_LIMITS):
+        super().__init__(ReferenceResource, ReferenceMapper(config), config, {'id': self._id_prefilter}, limits)
 
     @staticmethod
     def _id_prefilter(op, value):
@@ -307,7 +334,9 @@ class DatasetReferenceCollection(_AiidaCollection):
         return orm.QueryBuilder().append(_dataset_class()).count()
 
     def _candidates(self, condition: Condition):
-        for uuid, label, description, mtime, n_frames, elements in self._rows(condition.qb_filters):
+        rows = self._rows(condition.qb_filters)
+        self.limits.check_budget(condition.terms, len(rows), 'references')
+        for uuid, label, description, mtime, n_frames, elements in rows:
             title = label or f'LabelledDatasetData {uuid}'
             note = (
                 f'{description + ". " if description else ""}AiiDA LabelledDatasetData with {n_frames} labelled '

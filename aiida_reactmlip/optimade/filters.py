@@ -55,11 +55,13 @@ class Condition:
     """A parsed filter: ``evaluate(doc, lookup)`` gives True/False/None (unknown); ``qb_filters`` prunes datasets."""
 
     def __init__(self, evaluate: Callable[[dict, Lookup], bool | None], qb_filters: dict | None = None,
-                 fields: frozenset[str] = frozenset()):
+                 fields: frozenset[str] = frozenset(), terms: int = 1):
         self._evaluate = evaluate
         self.qb_filters = qb_filters
         #: The OPTIMADE property names the filter reads.
         self.fields = fields
+        #: Predicate tests per entry (comparisons plus listed values): the cost of evaluating one entry.
+        self.terms = terms
 
     def evaluate(self, doc: dict, lookup: Lookup) -> bool | None:
         return self._evaluate(doc, lookup)
@@ -69,7 +71,7 @@ class Condition:
 
     @classmethod
     def always(cls) -> Condition:
-        return cls(lambda doc, lookup: True)
+        return cls(lambda doc, lookup: True, terms=0)
 
 
 def _is_number(value: Any) -> bool:
@@ -124,6 +126,19 @@ class ReactmlipTransformer(BaseTransformer):
         self.prefilter = dict(prefilter or {})
 
     # ------------------------------------------------------------------ leaves
+    @v_args(inline=True)
+    def string(self, token):
+        """A quoted literal without its quotes; the OPTIMADE escapes ``\\"`` and ``\\\\`` are undone."""
+        return _unescape(str(token)[1:-1])
+
+    @v_args(inline=True)
+    def signed_int(self, token):
+        return _parse_number(token, int)
+
+    @v_args(inline=True)
+    def number(self, token):
+        return _parse_number(token, int if token.type == 'SIGNED_INT' else float)
+
     def property(self, args):
         quantity = super().property(args)
         if len(args) > 1:
@@ -152,6 +167,8 @@ class ReactmlipTransformer(BaseTransformer):
 
     # ------------------------------------------------------------------ logic
     def filter(self, arg):
+        if len(arg) > 1:
+            raise BadRequest(detail=f'the filter holds {len(arg)} expressions side by side: join them with AND or OR')
         return arg[0] if arg else Condition.always()
 
     def expression(self, arg):
@@ -163,6 +180,7 @@ class ReactmlipTransformer(BaseTransformer):
             lambda doc, lookup: _or([p.evaluate(doc, lookup) for p in parts]),
             None if any(q is None for q in qb) else {'or': qb},
             frozenset().union(*(p.fields for p in parts)),
+            sum(p.terms for p in parts),
         )
 
     def expression_clause(self, arg):
@@ -174,6 +192,7 @@ class ReactmlipTransformer(BaseTransformer):
             lambda doc, lookup: _and([p.evaluate(doc, lookup) for p in parts]),
             None if not qb else (qb[0] if len(qb) == 1 else {'and': qb}),
             frozenset().union(*(p.fields for p in parts)),
+            sum(p.terms for p in parts),
         )
 
     def expression_phrase(self, arg):
@@ -185,7 +204,7 @@ class ReactmlipTransformer(BaseTransformer):
             value = inner.evaluate(doc, lookup)
             return None if value is None else not value
 
-        return Condition(negate, None, inner.fields)
+        return Condition(negate, None, inner.fields, inner.terms)
 
     # ------------------------------------------------------------------ comparisons
     def _type_of(self, name: str) -> str | None:
@@ -300,7 +319,7 @@ class ReactmlipTransformer(BaseTransformer):
             elif mode == 'ANY':
                 parts = [self._qb(name, 'HAS ALL', [v]) for v in values]
                 qb = None if any(p is None for p in parts) else {'or': parts}
-            return Condition(evaluate, qb, frozenset({name}))
+            return Condition(evaluate, qb, frozenset({name}), max(1, len(values)))
 
         return build
 
@@ -321,6 +340,32 @@ class ReactmlipTransformer(BaseTransformer):
             return Condition(evaluate, None, frozenset({name}))
 
         return build
+
+
+def _unescape(text: str) -> str:
+    """Undo the escapes of an OPTIMADE string literal: ``\\"`` -> ``"``, ``\\\\`` -> ``\\``; others stay as written."""
+    if '\\' not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        char = text[i]
+        if char == '\\' and i + 1 < len(text) and text[i + 1] in '"\\':
+            out.append(text[i + 1])
+            i += 2
+        else:
+            out.append(char)
+            i += 1
+    return ''.join(out)
+
+
+def _parse_number(token, kind: type):
+    """An int or float literal; 400 when Python refuses it (e.g. an integer of more than 4,300 digits)."""
+    try:
+        return kind(token)
+    except (ValueError, OverflowError) as exc:
+        text = str(token)
+        shown = text if len(text) <= 40 else f'{text[:20]}...({len(text)} characters)'
+        raise BadRequest(detail=f'number {shown} cannot be read: {exc}') from exc
 
 
 class _Prop:

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 from aiida import orm
-from aiida.parsers import Parser
 
-from aiida_reactmlip.calculations.evaluate import PREDICTIONS_FILE, TIMING_FILE
-from aiida_reactmlip.parsers.common import RUNNER_EXIT_CODES, runner_status
+from aiida_reactmlip.parsers.base import RunnerParser
+from aiida_reactmlip.runner.contract import PREDICTIONS_FILE, TIMING_FILE
 
-class EvaluateParser(Parser):
+
+class EvaluateParser(RunnerParser):
     """Check the runner's status, then store predictions aligned with the input dataset."""
 
-    def parse(self, **kwargs):
-        retrieved = self.retrieved
-        names = retrieved.base.repository.list_object_names()
-        code, message = runner_status(self)
-        if code != 0:
-            return self.exit_codes[RUNNER_EXIT_CODES.get(code, "ERROR_RUNNER_FAILED")].format(message=message)
-        if PREDICTIONS_FILE not in names:
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=PREDICTIONS_FILE)
+    REQUIRED_FILES = (PREDICTIONS_FILE,)
 
-        content = retrieved.base.repository.get_object_content(PREDICTIONS_FILE, mode="rb")
+    def parse_outputs(self, **kwargs):
+        content = self.retrieved.base.repository.get_object_content(PREDICTIONS_FILE, mode="rb")
         with np.load(io.BytesIO(content)) as npz:
             energies = np.asarray(npz["energies"], dtype=float)
             forces = np.asarray(npz["forces"], dtype=float)
@@ -47,6 +40,7 @@ class EvaluateParser(Parser):
         predictions.base.attributes.set("dataset_uuid", dataset.uuid)
         self.out("predictions", predictions)
 
-        if TIMING_FILE in names:
-            self.out("timing", orm.Dict(json.loads(retrieved.base.repository.get_object_content(TIMING_FILE))))
+        timing = self.read_json(TIMING_FILE)
+        if timing is not None:
+            self.out("timing", orm.Dict(timing))
         return None

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import re
 
 import numpy as np
 from aiida import orm
-from aiida.parsers import Parser
 
-from aiida_reactmlip.calculations.finetune import HISTORY_FILE, REPORT_FILE, model_filename, resolve_family
-from aiida_reactmlip.calculations.runner_finetune import EXIT_DIVERGED, MODEL_SUFFIX
+from aiida_reactmlip.calculations.finetune import resolve_family
 from aiida_reactmlip.data.model import MlipModelData, sha256_of
-from aiida_reactmlip.parsers.common import RUNNER_EXIT_CODES, runner_status
+from aiida_reactmlip.parsers.base import RunnerParser
+from aiida_reactmlip.runner.contract import (
+    FINETUNE_REPORT_FILE,
+    HISTORY_FILE,
+    MODEL_SUFFIX,
+    finetuned_model_filename,
+)
 
 #: History columns always present (NaN where the trainer gave no value), in this order.
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_energy_mae", "valid_force_mae")
@@ -83,39 +86,30 @@ class _Inputs:
         return default if found is None else found
 
 
-class FinetuneParser(Parser):
-    """Store the history and report, then the model file as an MlipModelData linked to its base and data."""
+class FinetuneParser(RunnerParser):
+    """Store the history and report (also of a failed training), then the model file as an MlipModelData
+    linked to its base model and training data."""
 
-    def _read_json(self, name: str):
-        if name not in self.retrieved.base.repository.list_object_names():
-            return None
-        return json.loads(self.retrieved.base.repository.get_object_content(name))
+    REQUIRED_FILES = (FINETUNE_REPORT_FILE, HISTORY_FILE)
 
-    def parse(self, **kwargs):
-        code, message = runner_status(self)
-        history = self._read_json(HISTORY_FILE)
-        report = self._read_json(REPORT_FILE)
+    def parse_always(self):
+        history = self.read_json(HISTORY_FILE)
+        report = self.read_json(FINETUNE_REPORT_FILE)
         if history is not None:
             self.out("history", history_array(history.get("history", [])))
         if report is not None:
             self.out("report", orm.Dict(without_nan(report)))
-        if code == EXIT_DIVERGED:
-            return self.exit_codes.ERROR_TRAINING_DIVERGED.format(message=message)
-        if code != 0:
-            label = RUNNER_EXIT_CODES.get(code, "ERROR_RUNNER_FAILED")
-            exit_code = getattr(self.exit_codes, label, self.exit_codes.ERROR_RUNNER_FAILED)
-            return exit_code.format(message=message)
-        if report is None:
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=REPORT_FILE)
-        if history is None:
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=HISTORY_FILE)
+        return None
 
+    def parse_outputs(self, **kwargs):
+        report = self.read_json(FINETUNE_REPORT_FILE)
         inputs = _Inputs(self.node)
         family, _ = resolve_family(inputs)
+        filename = finetuned_model_filename(family)
         temporary = kwargs.get("retrieved_temporary_folder")
-        path = pathlib.Path(temporary) / model_filename(family) if temporary else None
+        path = pathlib.Path(temporary) / filename if temporary else None
         if path is None or not path.is_file():
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=model_filename(family))
+            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename)
         sha256 = sha256_of(path)
         if sha256 != report.get("sha256"):
             return self.exit_codes.ERROR_INCONSISTENT_OUTPUT.format(

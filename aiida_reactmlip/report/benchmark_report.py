@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 
+from aiida_reactmlip.report.page import figures, page, table
 from aiida_reactmlip.report.plots import (
     plot_energy_parity,
     plot_energy_profile,
@@ -30,7 +31,7 @@ from aiida_reactmlip.report.tables import (
 
 def _groups_and_coordinates(frames):
     """Frame groups (system + composition) and a coordinate per frame (scan coordinate, else index)."""
-    from aiida_reactmlip.calculations.functions import frame_groups
+    from aiida_reactmlip.metrics.by_system import frame_groups
 
     groups = frame_groups(frames)
     coordinate = np.array(
@@ -135,53 +136,25 @@ def _by_model_name(node, namespace: str) -> dict[str, dict]:
             for key, value in sorted(node.outputs[namespace].items())}
 
 
-def _table(element_id: str, head: list[str], body: list[list[str]]) -> str:
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
-    return f'<table id="{element_id}"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'
-
-
 def _html(node, rows, reference_note: str, profiles: list[str], stability: dict | None = None,
           neb: dict | None = None) -> str:
     extra = ""
     if neb:
         extra += ("<h2>NEB barrier: each model's own NEB against the DFT NEB</h2>"
-                  + _table("neb", neb_headers(), neb_rows(neb))
+                  + table("neb", neb_headers(), neb_rows(neb))
                   + "<p>Same end states, number of images, interpolation and climbing image as the DFT NEB; "
                   "'on DFT NEB band': the model's energies at the converged DFT images.</p>")
     if stability:
         extra += ("<h2>Structural stability: DFT minima relaxed with each model</h2>"
-                  + _table("stability", ["model"] + [h for _, h, _ in STABILITY_COLUMNS], stability_rows(stability))
+                  + table("stability", ["model"] + [h for _, h, _ in STABILITY_COLUMNS], stability_rows(stability))
                   + "<p>RMSD over all atoms after removing the rigid translation; bonds: 1.25 x covalent radii "
                   "with hysteresis; left site: the adsorbate's binding atom moved more than 1 &Aring; laterally "
                   "or to another high-symmetry site. Fixed atoms kept fixed.</p>")
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers(rows))
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in format_rows(rows)
-    )
-    images = "".join(
-        f'<figure><img src="{name}" alt="{html.escape(name)}"><figcaption>{html.escape(name)}</figcaption></figure>'
-        for name in [*profiles, "energy_parity.png", "force_parity.png"]
-    )
-    title = html.escape(node.label or f"benchmark {node.pk}")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:8px}}
-img{{max-width:520px}}</style></head>
-<body><h1>{title}</h1>
+    title = node.label or f"benchmark {node.pk}"
+    return page(title, f"""<h1>{html.escape(title)}</h1>
 <p>Zero-shot error of universal MLIPs against DFT (pw.x). BenchmarkWorkChain pk {node.pk},
 dataset pk {node.outputs.dataset.pk} ({node.outputs.dataset.base.attributes.get("n_frames")} frames).</p>
-<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{table("leaderboard", headers(rows), format_rows(rows))}
 <p>Energies: {html.escape(reference_note)}. Forces compared component by component.</p>
 {extra}
-<div id="plots">{images}</div>
-<script>
-window.addEventListener("load", () => {{
-  const images = Array.from(document.images);
-  document.body.dataset.imagesTotal = images.length;
-  document.body.dataset.imagesLoaded = images.filter(i => i.complete && i.naturalWidth > 0).length;
-}});
-</script>
-</body></html>
-"""
+<div id="plots">{figures([*profiles, "energy_parity.png", "force_parity.png"])}</div>""")

@@ -16,24 +16,35 @@ from typing import Any
 
 import numpy as np
 
+from aiida_reactmlip.report.page import figures, page, table
 from aiida_reactmlip.report.plots import _pyplot, _save
 
-#: (row key, header, scale, format) of the learning-curve table; values stored in eV, eV/atom, eV/Å or fractions.
+#: (scale from the stored unit: eV, eV/atom, eV/Å or a fraction; format) of a value shown in each unit
+_UNIT_FORMATS = {"meV/atom": (1000.0, "{:.2f}"), "meV/Å": (1000.0, "{:.1f}"), "meV": (1000.0, "{:.0f}"),
+                 "%": (100.0, "{:+.0f}")}
+
+
+def _metric(key: str, header: str, unit: str, gain: bool = False) -> list[tuple]:
+    """The column of metric ``key`` shown in ``unit`` and, with ``gain``, that of ``<key>_gain`` (%)."""
+    columns = [(key, f"{header} ({unit})", *_UNIT_FORMATS[unit])]
+    if gain:
+        columns.append((f"{key}_gain", f"{header.replace('MAE', 'gain')} (%)", *_UNIT_FORMATS["%"]))
+    return columns
+
+
+#: (row key, header, scale, format) of the learning-curve table
 TABLE_COLUMNS = (
     ("model_name", "model", None, "{}"),
     ("budget", "DFT labels", None, "{}"),
-    ("energy_mae_per_atom", "E MAE (meV/atom)", 1000.0, "{:.2f}"),
-    ("energy_mae_per_atom_gain", "E gain (%)", 100.0, "{:+.0f}"),
-    ("force_mae", "F MAE (meV/Å)", 1000.0, "{:.1f}"),
-    ("force_mae_gain", "F gain (%)", 100.0, "{:+.0f}"),
-    ("barrier_mae", "barrier MAE (meV)", 1000.0, "{:.0f}"),
-    ("reaction_energy_mae", "ΔE_r MAE (meV)", 1000.0, "{:.0f}"),
-    ("adsorption_energy_mae", "E_ads MAE (meV)", 1000.0, "{:.0f}"),
-    ("scan_energy_mae", "scan ΔE MAE (meV)", 1000.0, "{:.0f}"),
-    ("scan_energy_mae_gain", "scan ΔE gain (%)", 100.0, "{:+.0f}"),
-    ("general_energy_mae_per_atom", "general E MAE (meV/atom)", 1000.0, "{:.2f}"),
-    ("general_force_mae", "general F MAE (meV/Å)", 1000.0, "{:.1f}"),
-    ("forgetting_force_mae_relative_change", "general F change (%)", 100.0, "{:+.0f}"),
+    *_metric("energy_mae_per_atom", "E MAE", "meV/atom", gain=True),
+    *_metric("force_mae", "F MAE", "meV/Å", gain=True),
+    *_metric("barrier_mae", "barrier MAE", "meV"),
+    *_metric("reaction_energy_mae", "ΔE_r MAE", "meV"),
+    *_metric("adsorption_energy_mae", "E_ads MAE", "meV"),
+    *_metric("scan_energy_mae", "scan ΔE MAE", "meV", gain=True),
+    *_metric("general_energy_mae_per_atom", "general E MAE", "meV/atom"),
+    *_metric("general_force_mae", "general F MAE", "meV/Å"),
+    ("forgetting_force_mae_relative_change", "general F change (%)", *_UNIT_FORMATS["%"]),
 )
 #: columns shown only when some row has a value
 OPTIONAL_COLUMNS = {"barrier_mae", "reaction_energy_mae", "adsorption_energy_mae", "scan_energy_mae",
@@ -286,30 +297,9 @@ def write_finetune_report(node, output: str | pathlib.Path) -> dict[str, pathlib
 
 def _html(title: str, rows: list[Mapping[str, Any]], note: str, images: list[str]) -> str:
     head, cells = format_table(rows)
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
-    figures = "".join(
-        f'<figure><img src="{name}" alt="{html.escape(name)}"><figcaption>{html.escape(name)}</figcaption></figure>'
-        for name in images
-    )
-    title = html.escape(title)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:8px}}
-img{{max-width:1350px}}</style></head>
-<body><h1>{title}</h1>
+    return page(title, f"""<h1>{html.escape(title)}</h1>
 <p>Universal MLIPs fine-tuned on N DFT (pw.x) labels of the target system, errors on held-out frames
 (N = 0: zero-shot) and on a general reference set (forgetting).</p>
-<table id="learning-curve"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>
+{table("learning-curve", head, cells)}
 <p>{html.escape(note)}</p>
-<div id="plots">{figures}</div>
-<script>
-window.addEventListener("load", () => {{
-  const images = Array.from(document.images);
-  document.body.dataset.imagesTotal = images.length;
-  document.body.dataset.imagesLoaded = images.filter(i => i.complete && i.naturalWidth > 0).length;
-}});
-</script>
-</body></html>
-"""
+<div id="plots">{figures(images)}</div>""", max_width=1400, image_width=1350)

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from aiida_reactmlip.report.plots import _pyplot, _save
+from aiida_reactmlip.report.page import figures, page
+from aiida_reactmlip.report.plots import _finish, _pyplot, _save
 
 #: Frame info keys used as the reaction coordinate of a pool frame, in order of preference.
 COORDINATE_KEYS = ("reaction_coordinate", "scan_coordinate", "image_index", "md_step")
@@ -62,10 +63,7 @@ def plot_error_vs_labels(
     ax.set_xlabel("DFT labels used")
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.legend(frameon=False)
-    if title:
-        ax.set_title(title)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title)
 
 
 def plot_selected_per_round(
@@ -96,10 +94,7 @@ def plot_selected_per_round(
             ax.annotate(str(r), (coordinate[i], energy[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(frameon=False, fontsize=8, ncol=2)
-    if title:
-        ax.set_title(title)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title, fontsize=8, ncol=2)
 
 
 def plot_thumbnails(images: Sequence, captions: Sequence[str], path: str | pathlib.Path, columns: int = 6,
@@ -260,7 +255,7 @@ def _selection_plots(node, output: pathlib.Path) -> dict[str, pathlib.Path]:
     for r, (pool, selection) in pools.items():
         frames = pool.frames
         images = frames.to_atoms()
-        from aiida_reactmlip.calculations.functions import frame_groups
+        from aiida_reactmlip.metrics.by_system import frame_groups
 
         coordinate, xlabel = pool_coordinate(frames.info, images)
         energy = relative_energy_per_atom(frames.energies, frames.n_atoms, frame_groups(frames))
@@ -306,20 +301,10 @@ def _html(curves: list[dict], base_curves: list[dict], comparison: dict | None, 
                    f"per seed: loop {comparison['loop_labels']}, random {comparison['random_labels']}; mean force "
                    f"MAE over the budget: loop {comparison['loop_auc']:.4f}, random {comparison['random_auc']:.4f} "
                    "eV/Å)</p>")
-    images = "".join(
-        f'<figure><img src="{name}" alt="{html.escape(name)}"><figcaption>{html.escape(name)}</figcaption></figure>'
-        for name in files if name.endswith(".png"))
     tables = "".join(table(c) for c in [*curves, *base_curves])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>active learning loop {curves[0]['pk']}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin-bottom:1em}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:8px}}
-img{{max-width:520px}}</style></head>
-<body><h1>Active learning: error against DFT labels</h1>
+    return page(f"active learning loop {curves[0]['pk']}", f"""<h1>Active learning: error against DFT labels</h1>
 <p>Each round fine-tunes the base model on every DFT label so far and measures the force MAE (eV/Å) on a
 fixed DFT validation set; round 0 is the zero-shot model.</p>
 {verdict}
-<div id="plots">{images}</div>
-{tables}
-</body></html>
-"""
+<div id="plots">{figures(name for name in files if name.endswith(".png"))}</div>
+{tables}""", table_style="border-collapse:collapse;margin-bottom:1em", image_check=False)

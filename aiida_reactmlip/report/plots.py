@@ -27,6 +27,14 @@ def _save(fig, path: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
+def _finish(fig, ax, path: str | pathlib.Path, title: str = "", **legend) -> pathlib.Path:
+    """Draw the legend (no frame; ``legend``: more options of ``ax.legend``) and the title (if any), save."""
+    ax.legend(frameon=False, **legend)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
 def _parity(reference: np.ndarray, predicted: dict[str, np.ndarray], label: str, path) -> pathlib.Path:
     """Scatter each model's values against ``reference`` around the diagonal."""
     plt = _pyplot()
@@ -66,10 +74,7 @@ def plot_energy_profile(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("relative energy (eV)")
     ax.axhline(0.0, color="0.8", lw=0.8)
-    ax.legend(frameon=False)
-    if title:
-        ax.set_title(title)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title)
 
 
 def plot_force_parity(dft_forces: np.ndarray, predicted: dict[str, np.ndarray], path: str | pathlib.Path) -> pathlib.Path:
@@ -97,10 +102,7 @@ def plot_site_energies(
     ax.set_xticks(x, sites)
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_ylabel("adsorption energy (eV)")
-    ax.legend(frameon=False)
-    if title:
-        ax.set_title(title)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title)
 
 
 def plot_neb_profiles(
@@ -132,7 +134,4 @@ def plot_neb_profiles(
     ax.set_xlabel("position along the band (initial 0, final 1)")
     ax.set_ylabel("relative energy (eV)")
     ax.axhline(0.0, color="0.8", lw=0.8)
-    ax.legend(frameon=False, fontsize=7)
-    if title:
-        ax.set_title(title)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title, fontsize=7)

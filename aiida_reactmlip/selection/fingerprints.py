@@ -83,23 +83,15 @@ def structural_fingerprint(
     return (out / max(len(atoms), 1)).ravel()
 
 
-def structural_fingerprints(
-    images: Sequence,
-    *,
-    cutoff: float = DEFAULT_CUTOFF,
-    n_bins: int = DEFAULT_N_BINS,
-    sigma: float = DEFAULT_SIGMA,
-    elements: Sequence[int] | None = None,
-    kind: str = "cumulative",
-) -> np.ndarray:
-    """Fingerprints of ``images`` as an (F, D) array, on the union of their elements (or ``elements``)."""
+def structural_fingerprints(images: Sequence, *, elements: Sequence[int] | None = None, **options) -> np.ndarray:
+    """Fingerprints of ``images`` as an (F, D) array, on the union of their elements (or ``elements``).
+
+    ``options``: ``cutoff`` (Å), ``n_bins``, ``sigma`` (Å) and ``kind`` of :func:`structural_fingerprint`.
+    """
     images = list(images)
     if elements is None:
         elements = sorted({int(z) for atoms in images for z in atoms.numbers})
-    width = len(element_pairs(elements)) * int(n_bins)
+    width = len(element_pairs(elements)) * int(options.get("n_bins", DEFAULT_N_BINS))
     if not images:
         return np.zeros((0, width))
-    return np.stack([
-        structural_fingerprint(atoms, cutoff=cutoff, n_bins=n_bins, sigma=sigma, elements=elements, kind=kind)
-        for atoms in images
-    ])
+    return np.stack([structural_fingerprint(atoms, elements=elements, **options) for atoms in images])

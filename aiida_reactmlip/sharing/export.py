@@ -22,7 +22,8 @@ from typing import Any, Iterator, TextIO
 import numpy as np
 from ase.data import chemical_symbols
 
-from aiida_reactmlip.frames import Frames, _fmt, _info_token, write_extxyz
+from aiida_reactmlip.extxyz import format_float, info_token
+from aiida_reactmlip.frames import Frames, write_extxyz
 
 __all__ = (
     "EXPORT_FORMATS",
@@ -184,25 +185,25 @@ def _mace_frame_text(frames: Frames, i: int) -> str:
     has_f = bool(frames.has_forces[i]) and bool(np.isfinite(frames.forces[sl]).all())
     header = []
     if np.any(cell) or pbc.any():
-        header.append('Lattice="' + " ".join(_fmt(x) for x in cell.reshape(-1).tolist()) + '"')
+        header.append('Lattice="' + " ".join(format_float(x) for x in cell.reshape(-1).tolist()) + '"')
     header.append("Properties=species:S:1:pos:R:3" + (f":{MACE_KEYS['forces']}:R:3" if has_f else ""))
     if frames.has_energy[i]:
-        header.append(f"{MACE_KEYS['energy']}={_fmt(frames.energies[i])}")
+        header.append(f"{MACE_KEYS['energy']}={format_float(frames.energies[i])}")
     if np.isfinite(frames.stress[i]).all():
         xx, yy, zz, yz, xz, xy = frames.stress[i].tolist()
         full = [xx, xy, xz, xy, yy, yz, xz, yz, zz]
-        header.append(f'{MACE_KEYS["stress"]}="' + " ".join(_fmt(x) for x in full) + '"')
+        header.append(f'{MACE_KEYS["stress"]}="' + " ".join(format_float(x) for x in full) + '"')
     header.append('pbc="' + " ".join("T" if p else "F" for p in pbc.tolist()) + '"')
     info = dict(frames.info[i])
     info["config_type"] = _config_type(info)
     for key, value in info.items():
-        header.append(f"{key}={_info_token(key, value)}")
+        header.append(f"{key}={info_token(key, value)}")
     lines = [str(int(frames.n_atoms[i])), " ".join(header)]
     symbols = [chemical_symbols[z] for z in frames.numbers[sl].tolist()]
     positions = frames.positions[sl].tolist()
     forces = frames.forces[sl].tolist() if has_f else [[] for _ in symbols]
     for symbol, position, force in zip(symbols, positions, forces):
-        lines.append(" ".join([symbol, *(_fmt(x) for x in position), *(_fmt(x) for x in force)]))
+        lines.append(" ".join([symbol, *(format_float(x) for x in position), *(format_float(x) for x in force)]))
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from ase import Atoms
 
-from .library import ReactiveSystem, register_system
+from .library import ReactiveSystem, clean_slab, register_system, slab_parameters, tag, variant
 from .molecules import GAS_MOLECULES, gas_molecule
 from .surfaces import ADSORBATES, FACETS, METALS, fcc_slab, find_sites, place_adsorbate
 
@@ -113,18 +113,9 @@ def adsorption_energy(
     return AdsorptionEnergy(float(e_slab_ads) - float(e_slab) - e_ref, definition(adsorbate, scheme))
 
 
-def _tag(atoms: Atoms, system: str, name: str, role: str, **info) -> Atoms:
-    atoms.info.update(system=system, name=name, role=role, **info)
-    return atoms
-
-
 def adsorption_system(
     adsorbate: str,
-    metal: str,
-    facet: str = "111",
-    size=(2, 2, 3),
-    vacuum: float = 6.0,
-    a: float | None = None,
+    metal: str, facet: str = "111", size=(2, 2, 3), vacuum: float = 6.0, a: float | None = None,  # fcc_slab's
     sites=None,
     box: float = 10.0,
     scheme: dict | None = None,
@@ -145,23 +136,16 @@ def adsorption_system(
     if unknown:
         raise ValueError(f"{metal}({facet}) has no {unknown} site; its sites: {list(found)}")
     spin = bool(slab.info.get("spin_polarised"))
-    configs = [_tag(slab.copy(), name, f"{metal.lower()}{facet}-slab", "reference")]
+    configs = [clean_slab(slab, name)]
     for mol in scheme:
         gas = gas_molecule(mol, box=box)
         if spin:
             gas.info["spin_polarised"] = True
-        configs.append(_tag(gas, name, f"{mol.lower()}-gas", "reference"))
+        configs.append(tag(gas, name, f"{mol.lower()}-gas", "reference"))
     for kind in kinds:
-        atoms = place_adsorbate(slab, adsorbate, found[kind])
-        _tag(
-            atoms,
-            name,
-            f"{adsorbate.lower()}-{metal.lower()}{facet}-{kind}",
-            "final",
-            adsorption_energy_definition=text,
-            dipole_correction_recommended=True,
-        )
-        configs.append(atoms)
+        configs.append(tag(place_adsorbate(slab, adsorbate, found[kind]), name,
+                           f"{adsorbate.lower()}-{metal.lower()}{facet}-{kind}", "final",
+                           adsorption_energy_definition=text, dipole_correction_recommended=True))
     n1, n2, nl = (int(n) for n in size)
     return ReactiveSystem(
         name=name,
@@ -173,11 +157,7 @@ def adsorption_system(
         configurations=configs,
         parameters={
             "adsorbate": adsorbate,
-            "metal": metal,
-            "facet": facet,
-            "size": [n1, n2, nl],
-            "vacuum": float(vacuum),
-            "a": slab.info["lattice_constant"],
+            **slab_parameters(slab, size, vacuum),
             "sites": kinds,
             "box": float(box),
             "scheme": scheme,
@@ -186,30 +166,14 @@ def adsorption_system(
     )
 
 
-def _register(adsorbate: str, metal: str, facet: str) -> None:
-    def build(
-        size=(2, 2, 3),
-        vacuum: float = 6.0,
-        a: float | None = None,
-        sites=None,
-        box: float = 10.0,
-        scheme: dict | None = None,
-    ) -> ReactiveSystem:
-        return adsorption_system(
-            adsorbate, metal, facet, size=size, vacuum=vacuum, a=a, sites=sites, box=box, scheme=scheme
-        )
-
-    build.__doc__ = f"{adsorbate} on {metal}({facet}); see ``adsorption_system`` for the parameters."
-    register_system(
-        f"{adsorbate.lower()}-on-{metal.lower()}{facet}",
-        category="adsorption",
-        description=f"{adsorbate} on {metal}({facet}) at every site: {_MEANING[adsorbate]}",
-    )(build)
-
-
 for _ads in ADSORBATES:
     for _metal in METALS:
         for _facet in FACETS:
-            _register(_ads, _metal, _facet)
+            register_system(
+                f"{_ads.lower()}-on-{_metal.lower()}{_facet}",
+                category="adsorption",
+                description=f"{_ads} on {_metal}({_facet}) at every site: {_MEANING[_ads]}",
+            )(variant(adsorption_system, _ads, _metal, _facet,
+                      doc=f"{_ads} on {_metal}({_facet}); see ``adsorption_system`` for the parameters."))
 
 assert set(GAS_MOLECULES) >= {m for s in REFERENCE_SCHEMES.values() for m in s}

@@ -14,8 +14,17 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from ..generate import bond_scan, neb_images
-from .library import ReactiveSystem, register_system
+from ..generate import bond_scan
+from .library import (
+    ReactiveSystem,
+    clean_slab,
+    neb_path,
+    register_system,
+    scan_system,
+    slab_parameters,
+    tag,
+    variant,
+)
 from .molecules import GAS_MOLECULES, gas_molecule
 from .surfaces import fcc_slab, find_sites, site_height, surface_z
 
@@ -32,16 +41,10 @@ def ch4_scan(distances=CH4_SCAN, box: float = 10.0) -> ReactiveSystem:
     ch4 = gas_molecule("CH4", box=box)
     ch4.info["system"] = name
     frames = bond_scan(ch4, 0, 1, distances, fix="i", name="ch4-ch")
-    return ReactiveSystem(
-        name=name,
-        category="dissociation",
-        description=(
-            f"C-H bond scan of CH4 ({len(distances)} distances from {min(distances):g} to {max(distances):g} Å, "
-            f"equilibrium 1.09 Å) in a {box:g} Å box: the first step of methane activation (CH4 -> CH3 + H)"
-        ),
-        configurations=frames,
-        parameters={"distances": distances, "box": float(box)},
-    )
+    return scan_system(name, frames, distances, box, (
+        f"C-H bond scan of CH4 ({len(distances)} distances from {min(distances):g} to {max(distances):g} Å, "
+        f"equilibrium 1.09 Å) in a {box:g} Å box: the first step of methane activation (CH4 -> CH3 + H)"
+    ))
 
 
 register_system(
@@ -53,11 +56,7 @@ register_system(
 
 def dissociative_adsorption(
     molecule: str,
-    metal: str,
-    facet: str = "111",
-    size=(2, 2, 3),
-    vacuum: float = 6.0,
-    a: float | None = None,
+    metal: str, facet: str = "111", size=(2, 2, 3), vacuum: float = 6.0, a: float | None = None,  # fcc_slab's
     molecule_height: float = 2.5,
     n_images: int = 5,
     box: float = 10.0,
@@ -95,20 +94,12 @@ def dissociative_adsorption(
         return atoms
 
     mol_moment = (GAS_MOLECULES[molecule] - 1) / 2.0
-    initial = with_atoms([centre - u * bond / 2, centre + u * bond / 2], mol_moment)
-    initial.info.update(
-        system=name, name=f"{name}-initial", role="initial", state="molecular", height=float(molecule_height)
-    )
-    final = with_atoms([p1, p2], 0.0)
-    final.info.update(
-        system=name, name=f"{name}-final", role="final", state="dissociated", site="fcc+fcc", height=float(h)
-    )
-    images = neb_images(initial, final, n_images=n_images, name=name)
-    for image in images:
-        image.info["system"] = name
-    clean = slab.copy()
-    clean.info.update(system=name, name=f"{metal.lower()}{facet}-slab", role="reference")
-    gas.info.update(system=name, name=f"{molecule.lower()}-gas", role="reference")
+    initial = tag(with_atoms([centre - u * bond / 2, centre + u * bond / 2], mol_moment), name,
+                  f"{name}-initial", "initial", state="molecular", height=float(molecule_height))
+    final = tag(with_atoms([p1, p2], 0.0), name, f"{name}-final", "final", state="dissociated", site="fcc+fcc",
+                height=float(h))
+    images = neb_path(initial, final, n_images, name)
+    tag(gas, name, f"{molecule.lower()}-gas", "reference")
     if spin:
         gas.info["spin_polarised"] = True
     n1, n2, nl = (int(n) for n in size)
@@ -120,14 +111,10 @@ def dissociative_adsorption(
             f"{molecule_height:g} Å, atoms in neighbouring fcc hollows ({np.linalg.norm(a1):.2f} Å apart), "
             f"{n_images} IDPP images. E_diss = E(final) - E(slab) - E({molecule})"
         ),
-        configurations=[clean, gas, initial, *images, final],
+        configurations=[clean_slab(slab, name), gas, initial, *images, final],
         parameters={
             "molecule": molecule,
-            "metal": metal,
-            "facet": facet,
-            "size": [n1, n2, nl],
-            "vacuum": float(vacuum),
-            "a": slab.info["lattice_constant"],
+            **slab_parameters(slab, size, vacuum),
             "molecule_height": float(molecule_height),
             "n_images": int(n_images),
             "box": float(box),
@@ -135,37 +122,14 @@ def dissociative_adsorption(
     )
 
 
-@register_system(
-    "h2-on-cu111",
-    category="dissociation",
-    description="H2 dissociating on Cu(111): the benchmark of activated dissociative chemisorption (barrier ~0.5-0.6 eV)",
-)
-def h2_on_cu111(
-    size=(2, 2, 3),
-    vacuum: float = 6.0,
-    a: float | None = None,
-    molecule_height: float = 2.5,
-    n_images: int = 5,
-) -> ReactiveSystem:
-    """H2 on Cu(111): flat molecule -> two H in neighbouring fcc hollows, IDPP images between."""
-    return dissociative_adsorption(
-        "H2", "Cu", "111", size=size, vacuum=vacuum, a=a, molecule_height=molecule_height, n_images=n_images
-    )
-
-
-@register_system(
-    "o2-on-pt111",
-    category="dissociation",
-    description="O2 dissociating on Pt(111): the step of the oxygen reduction reaction; triplet O2 spin-polarised",
-)
-def o2_on_pt111(
-    size=(2, 2, 3),
-    vacuum: float = 6.0,
-    a: float | None = None,
-    molecule_height: float = 2.5,
-    n_images: int = 5,
-) -> ReactiveSystem:
-    """O2 on Pt(111): flat triplet molecule -> two O in neighbouring fcc hollows, IDPP images between."""
-    return dissociative_adsorption(
-        "O2", "Pt", "111", size=size, vacuum=vacuum, a=a, molecule_height=molecule_height, n_images=n_images
-    )
+for _molecule, _metal, _about in (
+    ("H2", "Cu", "the benchmark of activated dissociative chemisorption (barrier ~0.5-0.6 eV)"),
+    ("O2", "Pt", "the step of the oxygen reduction reaction; triplet O2 spin-polarised"),
+):
+    register_system(
+        f"{_molecule.lower()}-on-{_metal.lower()}111",
+        category="dissociation",
+        description=f"{_molecule} dissociating on {_metal}(111): {_about}",
+    )(variant(dissociative_adsorption, _molecule, _metal, "111", drop=("box",),
+              doc=f"{_molecule} on {_metal}(111): flat molecule -> two {_molecule[0]} in neighbouring fcc hollows, "
+                  "IDPP images between."))

@@ -23,8 +23,7 @@ from ase import Atoms
 from ase.build import bulk, diamond100
 from ase.constraints import FixAtoms
 
-from ..generate import neb_images
-from .library import ReactiveSystem, register_system
+from .library import ReactiveSystem, clean_slab, neb_path, register_system, slab_parameters, tag, variant
 from .surfaces import FACETS, MAGNETIC_MOMENTS, METALS, fcc_slab, find_sites, layers, surface_z
 
 __all__ = ["SI_LATTICE_CONSTANT_PBE", "adatom_hop", "cluster_growth", "si_adatom"]
@@ -56,19 +55,7 @@ def _bulk_reference(metal: str, a: float, system: str) -> Atoms:
     if metal in MAGNETIC_MOMENTS:
         ref.set_initial_magnetic_moments([MAGNETIC_MOMENTS[metal]])
         ref.info["spin_polarised"] = True
-    ref.info.update(
-        system=system, name=f"{metal.lower()}-bulk", role="reference", kind="bulk", lattice_constant=a
-    )
-    return ref
-
-
-def _clean(slab: Atoms, system: str) -> Atoms:
-    clean = slab.copy()
-    clean.info = dict(slab.info)
-    clean.info.update(
-        system=system, name=f"{slab.info['metal'].lower()}{slab.info['facet']}-slab", role="reference"
-    )
-    return clean
+    return tag(ref, system, f"{metal.lower()}-bulk", "reference", kind="bulk", lattice_constant=a)
 
 
 def adatom_hop(
@@ -95,18 +82,10 @@ def adatom_hop(
     else:
         end = start + np.asarray(slab.cell[0])[:2] / int(size[0])
         kinds = ("hollow", "hollow")
-    initial = _with_adatoms(slab, metal, [start], h)
-    initial.info.update(system=name, name=f"{name}-{kinds[0]}", role="initial", site=kinds[0])
-    final = _with_adatoms(slab, metal, [end], h)
-    final.info.update(
-        system=name,
-        name=f"{name}-{kinds[1]}" + ("-next" if facet == "100" else ""),
-        role="final",
-        site=kinds[1],
-    )
-    images = neb_images(initial, final, n_images=n_images, name=name)
-    for image in images:
-        image.info["system"] = name
+    initial = tag(_with_adatoms(slab, metal, [start], h), name, f"{name}-{kinds[0]}", "initial", site=kinds[0])
+    final = tag(_with_adatoms(slab, metal, [end], h), name,
+                f"{name}-{kinds[1]}" + ("-next" if facet == "100" else ""), "final", site=kinds[1])
+    images = neb_path(initial, final, n_images, name)
     n1, n2, nl = (int(n) for n in size)
     return ReactiveSystem(
         name=name,
@@ -116,20 +95,13 @@ def adatom_hop(
             f"({np.linalg.norm(end - start):.2f} Å, {n_images} IDPP images), the elementary step of surface diffusion"
         ),
         configurations=[
-            _clean(slab, name),
+            clean_slab(slab, name),
             _bulk_reference(metal, slab.info["lattice_constant"], name),
             initial,
             *images,
             final,
         ],
-        parameters={
-            "metal": metal,
-            "facet": facet,
-            "size": [n1, n2, nl],
-            "vacuum": float(vacuum),
-            "a": slab.info["lattice_constant"],
-            "n_images": int(n_images),
-        },
+        parameters={**slab_parameters(slab, size, vacuum), "n_images": int(n_images)},
     )
 
 
@@ -150,14 +122,13 @@ def cluster_growth(
     b1 = np.asarray(slab.cell[0])[:2] / int(size[0])
     b2 = np.asarray(slab.cell[1])[:2] / int(size[1])
     shape = "triangle" if facet == "111" else "L-shape"
-    configs = [_clean(slab, name), _bulk_reference(metal, slab.info["lattice_constant"], name)]
+    configs = [clean_slab(slab, name), _bulk_reference(metal, slab.info["lattice_constant"], name)]
     for n, label, role, xy in (
         (1, "monomer", "reference", [p]),
         (2, "dimer", "final", [p, p + b1]),
         (3, "trimer", "final", [p, p + b1, p + b2]),
     ):
-        atoms = _with_adatoms(slab, metal, xy, h)
-        atoms.info.update(system=name, name=f"{name}-{label}", role=role, site=kind, stage=label)
+        atoms = tag(_with_adatoms(slab, metal, xy, h), name, f"{name}-{label}", role, site=kind, stage=label)
         if n == 3:
             atoms.info["shape"] = shape
         configs.append(atoms)
@@ -170,32 +141,8 @@ def cluster_growth(
             f"{nl} layers: nucleation of the next layer. E_form(dimer) = E_dimer - 2 E_monomer + E_slab"
         ),
         configurations=configs,
-        parameters={
-            "metal": metal,
-            "facet": facet,
-            "size": [n1, n2, nl],
-            "vacuum": float(vacuum),
-            "a": slab.info["lattice_constant"],
-        },
+        parameters=slab_parameters(slab, size, vacuum),
     )
-
-
-def _hop_builder(metal: str, facet: str):
-    def build(
-        size=(2, 2, 3), vacuum: float = 6.0, a: float | None = None, n_images: int = 3
-    ) -> ReactiveSystem:
-        return adatom_hop(metal, facet, size=size, vacuum=vacuum, a=a, n_images=n_images)
-
-    build.__doc__ = f"{metal} adatom hop on {metal}({facet}); see ``adatom_hop``."
-    return build
-
-
-def _cluster_builder(metal: str, facet: str):
-    def build(size=(3, 3, 3), vacuum: float = 6.0, a: float | None = None) -> ReactiveSystem:
-        return cluster_growth(metal, facet, size=size, vacuum=vacuum, a=a)
-
-    build.__doc__ = f"{metal} monomer, dimer, trimer on {metal}({facet}); see ``cluster_growth``."
-    return build
 
 
 for _metal in METALS:
@@ -204,12 +151,13 @@ for _metal in METALS:
             f"{_metal.lower()}-adatom-{_metal.lower()}{_facet}",
             category="crystal_growth",
             description=f"{_metal} adatom hop between neighbouring hollows of {_metal}({_facet}): surface diffusion",
-        )(_hop_builder(_metal, _facet))
+        )(variant(adatom_hop, _metal, _facet, doc=f"{_metal} adatom hop on {_metal}({_facet}); see ``adatom_hop``."))
         register_system(
             f"{_metal.lower()}-cluster-{_metal.lower()}{_facet}",
             category="crystal_growth",
             description=f"{_metal} monomer, dimer, trimer on {_metal}({_facet}): nucleation of the next layer",
-        )(_cluster_builder(_metal, _facet))
+        )(variant(cluster_growth, _metal, _facet,
+                  doc=f"{_metal} monomer, dimer, trimer on {_metal}({_facet}); see ``cluster_growth``."))
 
 
 @register_system(
@@ -235,18 +183,12 @@ def si_adatom(
     start = sites[np.argmin(np.linalg.norm(sites, axis=1))]
     step = np.asarray(slab.cell[0])[:2] / size[0]
     h = float(a) / 4.0
-    initial = _with_adatoms(slab, "Si", [start], h)
-    initial.info.update(system=name, name=f"{name}-epitaxial", role="initial", site="epitaxial")
-    final = _with_adatoms(slab, "Si", [start + step], h)
-    final.info.update(system=name, name=f"{name}-epitaxial-next", role="final", site="epitaxial")
-    images = neb_images(initial, final, n_images=n_images, name=name)
-    for image in images:
-        image.info["system"] = name
-    ref = bulk("Si", "diamond", a=float(a))
-    ref.info.update(system=name, name="si-bulk", role="reference", kind="bulk", lattice_constant=float(a))
-    clean = slab.copy()
-    clean.info = dict(slab.info)
-    clean.info.update(system=name, name="si001-slab", role="reference")
+    initial = tag(_with_adatoms(slab, "Si", [start], h), name, f"{name}-epitaxial", "initial", site="epitaxial")
+    final = tag(_with_adatoms(slab, "Si", [start + step], h), name, f"{name}-epitaxial-next", "final",
+                site="epitaxial")
+    images = neb_path(initial, final, n_images, name)
+    ref = tag(bulk("Si", "diamond", a=float(a)), name, "si-bulk", "reference", kind="bulk", lattice_constant=float(a))
+    clean = clean_slab(slab, name)
     return ReactiveSystem(
         name=name,
         category="crystal_growth",

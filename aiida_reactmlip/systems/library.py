@@ -15,7 +15,7 @@ from pathlib import Path
 import ase.io
 from ase import Atoms
 
-from ..generate import bond_scan
+from ..generate import bond_scan, neb_images
 from .molecules import DIATOMICS, diatomic
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "load_structure_file",
     "register_system",
     "system_from_file",
+    "tag",
+    "variant",
 ]
 
 CATEGORIES = ("adsorption", "dissociation", "crystal_growth", "reference", "user")
@@ -145,6 +147,60 @@ def get_system(name: str, **params) -> ReactiveSystem:
     return builder(**params)
 
 
+# ---------------------------------------------------------------------- shared by the builders
+
+
+def tag(atoms: Atoms, system: str, name: str, role: str, **info) -> Atoms:
+    """Set ``info`` ``system``, ``name``, ``role`` (and the other ``info`` given) of ``atoms``; returns it."""
+    atoms.info.update(system=system, name=name, role=role, **info)
+    return atoms
+
+
+def in_system(frames: list[Atoms], system: str) -> list[Atoms]:
+    """``frames`` with ``info["system"]`` set to ``system``."""
+    for atoms in frames:
+        atoms.info["system"] = system
+    return frames
+
+
+def neb_path(initial: Atoms, final: Atoms, n_images: int, system: str) -> list[Atoms]:
+    """The ``n_images`` IDPP images between ``initial`` and ``final`` (role ``image``) of ``system``."""
+    return in_system(neb_images(initial, final, n_images=n_images, name=system), system)
+
+
+def clean_slab(slab: Atoms, system: str) -> Atoms:
+    """A copy of ``slab`` as the clean-slab reference of ``system``, named ``<metal><facet>-slab``."""
+    return tag(slab.copy(), system, f"{slab.info['metal'].lower()}{slab.info['facet']}-slab", "reference")
+
+
+def slab_parameters(slab: Atoms, size, vacuum: float) -> dict:
+    """The slab's builder parameters for provenance: ``metal``, ``facet``, ``size`` (cells, cells, layers),
+    ``vacuum`` (Å) and the lattice constant ``a`` (Å) used."""
+    return {"metal": slab.info["metal"], "facet": slab.info["facet"], "size": [int(n) for n in size],
+            "vacuum": float(vacuum), "a": slab.info["lattice_constant"]}
+
+
+def scan_system(name: str, frames: list[Atoms], distances: list[float], box: float, description: str) -> ReactiveSystem:
+    """A gas-phase bond scan (category ``dissociation``) at ``distances`` (Å) in a cubic ``box`` (Å)."""
+    return ReactiveSystem(name=name, category="dissociation", description=description, configurations=frames,
+                          parameters={"distances": distances, "box": float(box)})
+
+
+def variant(builder: Callable[..., ReactiveSystem], *fixed, doc: str, drop: tuple[str, ...] = ()):
+    """``builder`` with its first arguments fixed to ``fixed``: a builder that takes the other parameters
+    of ``builder`` (less those in ``drop``, which keep their defaults), for :func:`register_system`."""
+    signature = inspect.signature(builder)
+    parameters = [p for p in list(signature.parameters.values())[len(fixed):] if p.name not in drop]
+    own = signature.replace(parameters=parameters)
+
+    def build(*args, **kwargs) -> ReactiveSystem:
+        return builder(*fixed, **own.bind(*args, **kwargs).arguments)
+
+    build.__signature__ = own
+    build.__doc__ = doc
+    return build
+
+
 def _dissociation_builder(symbols: str):
     spec = DIATOMICS[symbols]
     system = f"{symbols.lower()}-dissociation"
@@ -154,18 +210,10 @@ def _dissociation_builder(symbols: str):
         distances = [float(d) for d in distances]
         molecule = diatomic(symbols, box=box)
         frames = bond_scan(molecule, 0, 1, distances, fix="center", name=prefix)
-        for atoms in frames:
-            atoms.info["system"] = system
-        return ReactiveSystem(
-            name=system,
-            category="dissociation",
-            description=(
-                f"{symbols} bond scan in a {box:g} Å periodic cubic box, {len(distances)} distances "
-                f"around the equilibrium {spec.bond_length} Å (multiplicity {spec.multiplicity})"
-            ),
-            configurations=frames,
-            parameters={"distances": distances, "box": float(box)},
-        )
+        return scan_system(system, in_system(frames, system), distances, box, (
+            f"{symbols} bond scan in a {box:g} Å periodic cubic box, {len(distances)} distances "
+            f"around the equilibrium {spec.bond_length} Å (multiplicity {spec.multiplicity})"
+        ))
 
     build.__name__ = f"build_{prefix}_dissociation"
     build.__doc__ = f"{symbols} bond scan: ``distances`` (Å, default {list(spec.scan)}), cubic ``box`` (Å)."

@@ -1,19 +1,34 @@
 """Fine-tuning and training of MLIPs on labelled frames (pure: ASE Atoms in, a model file out; no aiida).
 
 One entry point, :func:`finetune`, dispatches to the family modules (``chgnet``, ``sevenn``, ``mace``);
-each family module defines ``DEFAULTS`` (its hyperparameters and their defaults) and
+each family module defines ``DEFAULTS`` (its hyperparameters and their defaults),
+``check_family_hyperparameters`` (its own rules) and
 ``finetune(base_model_file, train_images, valid_images, workdir, **hyperparameters) -> FinetuneResult``.
+:func:`check_hyperparameters` is the one check of hyperparameters every caller uses (rules in
+:mod:`.hyperparameters`).  CHGNet and SevenNet share their training loop (:mod:`.torch_loop`); MACE runs
+``mace_run_train`` in a subprocess; :mod:`.common` holds the label checks and helpers they all use.
 Frames carry their labels as ASE single-point results: energy (eV), forces (eV/Å), stress (eV/Å^3, optional).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FINETUNE_FAMILIES", "FinetuneResult", "TrainingDivergedError", "TrainingError", "default_hyperparameters", "finetune"]
+from .errors import FinetuneResult, TrainingDivergedError, TrainingError
+from .hyperparameters import check_common_hyperparameters
+
+__all__ = [
+    "FINETUNE_FAMILIES",
+    "FinetuneResult",
+    "TrainingDivergedError",
+    "TrainingError",
+    "check_hyperparameters",
+    "default_hyperparameters",
+    "finetune",
+]
 
 #: families that can be fine-tuned, and the module that does it
 FINETUNE_FAMILIES = {
@@ -23,31 +38,8 @@ FINETUNE_FAMILIES = {
 }
 
 
-class TrainingError(ValueError):
-    """Bad training input (unknown hyperparameter, too few frames, unknown element...): says what to change."""
-
-
-class TrainingDivergedError(TrainingError):
-    """The loss became NaN or infinite: lower the learning rate or check the labels."""
-
-
-@dataclasses.dataclass
-class FinetuneResult:
-    """What a fine-tuning produced.
-
-    ``history``: one dict per epoch with at least ``epoch``, ``train_loss`` and, when validation frames
-    were given, ``valid_energy_mae`` (eV/atom) and ``valid_force_mae`` (eV/Å).
-    ``hyperparameters``: the effective values used, seed included.
-    """
-
-    model_file: pathlib.Path
-    history: list[dict[str, float]]
-    hyperparameters: dict[str, Any]
-    seconds: float
-    log_file: pathlib.Path | None = None
-
-
-def _family_module(family: str):
+def _finetune_family(family: str) -> str:
+    """The normalised name of a family that can be fine-tuned; :class:`TrainingError` otherwise."""
     from aiida_reactmlip.models.loading import normalize_family
 
     try:
@@ -58,7 +50,36 @@ def _family_module(family: str):
         raise TrainingError(
             f"model family {family!r} has no fine-tuning support; supported: {', '.join(FINETUNE_FAMILIES)}"
         )
-    return importlib.import_module(FINETUNE_FAMILIES[family])
+    return family
+
+
+def _family_module(family: str):
+    return importlib.import_module(FINETUNE_FAMILIES[_finetune_family(family)])
+
+
+def check_hyperparameters(family: str, hyperparameters: Mapping[str, Any], *, from_scratch: bool = False) -> None:
+    """Raise :class:`TrainingError` (a ``ValueError``) for the first unknown or invalid hyperparameter of a
+    ``family`` fine-tuning, naming the key, its value and what is allowed; ``hyperparameters`` need only
+    hold what differs from the family's defaults.
+
+    Unknown keys first, then the rules every family shares
+    (:data:`aiida_reactmlip.training.hyperparameters.COMMON_RULES`), then the family's own
+    ``check_family_hyperparameters`` hook.  ``from_scratch``: the model is trained without a base model
+    (MACE only), which makes the architecture keys (``r_max``, ``num_channels``...) count and the
+    base-model energy references unavailable.
+    """
+    name = _finetune_family(family)
+    module = _family_module(name)
+    unknown = sorted(set(hyperparameters) - set(module.DEFAULTS))
+    if unknown:
+        given = ", ".join(f"{key}={hyperparameters[key]!r}" for key in unknown)
+        raise TrainingError(f"unknown {name} hyperparameter(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(module.DEFAULTS))} (given: {given})")
+    hp = {**module.DEFAULTS, **hyperparameters}
+    check_common_hyperparameters(hp)
+    hook = getattr(module, "check_family_hyperparameters", None)
+    if hook is not None:
+        hook(hp, from_scratch=from_scratch)
 
 
 def default_hyperparameters(family: str) -> dict[str, Any]:
@@ -69,14 +90,10 @@ def default_hyperparameters(family: str) -> dict[str, Any]:
 def finetune(family: str, base_model_file, train_images: list, valid_images: list, workdir, **hyperparameters) -> FinetuneResult:
     """Fine-tune ``base_model_file`` (``None``: train from scratch where the family allows) on ``train_images``.
 
-    Unknown hyperparameters raise :class:`TrainingError` naming the known ones.
+    Unknown or invalid hyperparameters raise :class:`TrainingError` (see :func:`check_hyperparameters`).
     """
     module = _family_module(family)
-    unknown = sorted(set(hyperparameters) - set(module.DEFAULTS))
-    if unknown:
-        raise TrainingError(
-            f"unknown {family} hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(module.DEFAULTS))}"
-        )
+    check_hyperparameters(family, hyperparameters, from_scratch=base_model_file is None)
     if not train_images:
         raise TrainingError("the training set is empty: fine-tuning needs at least one labelled frame")
     workdir = pathlib.Path(workdir)

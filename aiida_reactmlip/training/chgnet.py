@@ -12,50 +12,26 @@ stress in GPa.  Frames that are not periodic in 3D are boxed with
 
 from __future__ import annotations
 
-import math
-import pathlib
-import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from . import FinetuneResult, TrainingError
+from .common import fit_elemental_shift
+from .hyperparameters import check_choice
+from .torch_loop import DEFAULTS_FIRST, DEFAULTS_LAST, TorchFinetune, run_finetune
 
-from . import FinetuneResult, TrainingDivergedError, TrainingError
-from .common import (
-    TrainingLog,
-    apply_freeze,
-    check_common_hyperparameters,
-    check_model_elements,
-    fit_elemental_shift,
-    is_periodic_3d,
-    predict_energies,
-    read_labels,
-    save_torch_deterministic,
-    seed_everything,
-    sha256_file,
-    torch_threads,
-    validation_errors,
-)
-
-__all__ = ["DEFAULTS", "FREEZE_PRESETS", "MODEL_FILE_NAME", "finetune"]
+__all__ = ["DEFAULTS", "FREEZE_PRESETS", "MODEL_FILE_NAME", "ChgnetFinetune", "check_family_hyperparameters", "finetune"]
 
 #: hyperparameters of a CHGNet fine-tuning and their defaults
+#: (stress_weight: stress in GPa; freeze "graph": only the readout MLP trains)
 DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "learning_rate": 1e-3,
-    "batch_size": 4,
-    "seed": 0,
-    "energy_weight": 1.0,
-    "force_weight": 1.0,
-    # stress (GPa) is only trained when > 0 AND every training frame is 3D-periodic with a stress label
-    "stress_weight": 0.0,
-    "freeze": "none",  # "none" | "graph" (only the readout MLP trains) | list of parameter-name prefixes
+    **DEFAULTS_FIRST,
     "optimizer": "Adam",  # Adam | AdamW | SGD | RAdam (chgnet.trainer.Trainer)
     "scheduler": "CosLR",  # CosLR | ExponentialLR | CosRestartLR | MultiStepLR (chgnet.trainer.Trainer)
     "criterion": "MSE",  # MSE | MAE | Huber
     "energy_reference": "fit",  # "fit": refit the elemental reference energies to the labels first; "keep"
     "train_composition_model": False,
-    "device": "cpu",
-    "num_threads": 0,  # 0: leave torch's thread count as it is
+    **DEFAULTS_LAST,
 }
 
 #: ``freeze`` presets: parameter-name prefixes frozen by each
@@ -82,60 +58,121 @@ LOG_FILE_NAME = "finetune_chgnet.log"
 
 _GPA_PER_EV_A3 = 160.21766208  # 1 eV/Å^3 in GPa
 
+#: allowed values (chgnet.trainer.Trainer)
+OPTIMIZERS = ("Adam", "AdamW", "SGD", "RAdam")
+SCHEDULERS = ("CosLR", "ExponentialLR", "CosRestartLR", "MultiStepLR")
+CRITERIA = ("MSE", "MAE", "Huber")
 
-def _check_hyperparameters(hp: dict) -> None:
-    check_common_hyperparameters(hp)
-    if hp["optimizer"] not in ("Adam", "AdamW", "SGD", "RAdam"):
-        raise TrainingError(f"optimizer must be one of Adam, AdamW, SGD, RAdam; got {hp['optimizer']!r}")
-    if hp["scheduler"] not in ("CosLR", "ExponentialLR", "CosRestartLR", "MultiStepLR"):
-        raise TrainingError(
-            f"scheduler must be one of CosLR, ExponentialLR, CosRestartLR, MultiStepLR; got {hp['scheduler']!r}"
+
+def check_family_hyperparameters(hp: Mapping[str, Any], *, from_scratch: bool = False) -> None:
+    """CHGNet's own rules (hook of :func:`aiida_reactmlip.training.check_hyperparameters`)."""
+    check_choice("optimizer", hp["optimizer"], OPTIMIZERS)
+    check_choice("scheduler", hp["scheduler"], SCHEDULERS)
+    check_choice("criterion", hp["criterion"], CRITERIA)
+
+
+class ChgnetFinetune(TorchFinetune):
+    """The CHGNet hooks of the shared loop: CHGNet's ``StructureData``, ``Trainer`` and ``CombinedLoss``."""
+
+    family, title, file_kind = "chgnet", "CHGNet", "model file"
+    defaults, freeze_presets = DEFAULTS, FREEZE_PRESETS
+    model_file_name, log_file_name = MODEL_FILE_NAME, LOG_FILE_NAME
+    learning_rate_after_epoch = True
+
+    def describe(self, info) -> str:
+        return f"intensive={bool(self.model.is_intensive)}"
+
+    def calculator(self, device: str):
+        # also sets the isolated-atom response of model.graph_converter ("warn"), so training graphs are
+        # built exactly as the evaluation builds them
+        from aiida_reactmlip.models.loading import _boxing_chgnet_calculator_class
+
+        return _boxing_chgnet_calculator_class()(model=self.model, use_device=device)
+
+    def shift_energy_reference(self, numbers_per_frame: Sequence, residuals) -> dict[str, float]:
+        """Add δ_Z (eV/atom) to CHGNet's elemental reference energies (AtomRef weights).
+
+        The AtomRef energy is Σ_Z w_Z x_Z, per atom with fractions x_Z (intensive model) or total with
+        counts: either way the total energy of a frame changes by Σ_Z n_Z δ_Z.
+        """
+        import torch
+        from ase.data import chemical_symbols
+
+        shift = fit_elemental_shift(numbers_per_frame, residuals)
+        weight = self.model.composition_model.fc.weight  # (1, 94)
+        with torch.no_grad():
+            for z, delta in shift.items():
+                weight[0, z - 1] += delta
+        return {chemical_symbols[z]: d for z, d in shift.items()}
+
+    def after_freeze(self) -> None:
+        for param in self.model.composition_model.parameters():
+            param.requires_grad = bool(self.hp["train_composition_model"])
+
+    def training_data(self, images, labels, use_stress: bool):
+        from chgnet.data.dataset import StructureData
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from aiida_reactmlip.models.loading import ensure_cell
+
+        intensive = bool(self.model.is_intensive)
+        structures = [AseAtomsAdaptor.get_structure(ensure_cell(a)) for a in images]
+        energies = [lab.energy / lab.n_atoms if intensive else lab.energy for lab in labels]
+        forces = [lab.forces.tolist() for lab in labels]
+        stresses = None
+        if use_stress:
+            from ase.stress import voigt_6_to_full_3x3_stress
+
+            # StructureData multiplies stress by -0.1 (VASP kBar -> CHGNet GPa); CHGNet's GPa stress has ASE's sign
+            stresses = [(-10.0 * _GPA_PER_EV_A3 * voigt_6_to_full_3x3_stress(lab.stress)).tolist() for lab in labels]
+        dataset = StructureData(
+            structures, energies, forces, stresses=stresses, structure_ids=list(range(len(structures))),
+            graph_converter=self.model.graph_converter, shuffle=False,
         )
-    if hp["criterion"] not in ("MSE", "MAE", "Huber"):
-        raise TrainingError(f"criterion must be one of MSE, MAE, Huber; got {hp['criterion']!r}")
+        for index in range(len(dataset)):  # build (and cache) every graph now; fail loudly, never substitute
+            dataset[index]
+        if dataset.failed_idx:
+            raise TrainingError(
+                f"CHGNet could not build graphs for training frame(s) {sorted(dataset.failed_graph_id)} "
+                f"({', '.join(dataset.failed_graph_id.values())})"
+            )
+        return dataset
 
+    def data_loader(self, data, generator):
+        from chgnet.data.dataset import collate_graphs
+        from torch.utils.data import DataLoader
 
-def _load_base(base_model_file) -> tuple[Any, dict]:
-    """The base CHGNet (a fresh object we may modify) and what its file covers; loads like evaluation does."""
-    from aiida_reactmlip.models import loading
+        return DataLoader(data, batch_size=self.hp["batch_size"], shuffle=True, collate_fn=collate_graphs,
+                          generator=generator, num_workers=0)
 
-    if base_model_file is None:
-        raise TrainingError("CHGNet fine-tuning needs a base model file (training from scratch is MACE-only)")
-    path = pathlib.Path(base_model_file)
-    try:
-        info = loading.describe_model_file("chgnet", path)  # leaves the built model for _load_model
-        model, _ = loading._load_model("chgnet", loading._resolve(path))
-    except Exception as exc:
-        raise TrainingError(f"cannot load the base CHGNet model {path}: {exc}") from exc
-    return model, info
+    def make_trainer(self, use_stress: bool):
+        from chgnet.trainer import Trainer
 
+        hp = self.hp
+        trainer = Trainer(
+            model=self.model, targets=self.extra["targets"], energy_loss_ratio=hp["energy_weight"],
+            force_loss_ratio=hp["force_weight"], stress_loss_ratio=hp["stress_weight"], optimizer=hp["optimizer"],
+            scheduler=hp["scheduler"], criterion=hp["criterion"], epochs=hp["epochs"],
+            learning_rate=hp["learning_rate"], torch_seed=hp["seed"], data_seed=hp["seed"], use_device=self.device,
+        )
+        self.model.to(trainer.device)
+        return trainer
 
-def _structure(atoms):
-    from pymatgen.io.ase import AseAtomsAdaptor
+    def batch_loss(self, batch):
+        graphs, targets = batch
+        for graph in graphs:
+            graph.atom_frac_coord.requires_grad = True
+        graphs = [g.to(self.trainer.device) for g in graphs]
+        targets = {k: self.trainer.move_to(v, self.trainer.device) for k, v in targets.items()}
+        prediction = self.model(graphs, task=self.extra["targets"])
+        return self.trainer.criterion(targets, prediction)["loss"], len(graphs)
 
-    from aiida_reactmlip.models.loading import ensure_cell
+    def after_step(self, batch_number: int, n_batches: int) -> None:
+        if batch_number in {k * n_batches // 10 for k in range(1, 11)}:  # CHGNet steps its scheduler 10x per epoch
+            self.trainer.scheduler.step()
 
-    return AseAtomsAdaptor.get_structure(ensure_cell(atoms))
-
-
-def _calculator(model, device: str):
-    from aiida_reactmlip.models.loading import _boxing_chgnet_calculator_class
-
-    return _boxing_chgnet_calculator_class()(model=model, use_device=device)
-
-
-def _shift_composition_model(model, shift: dict[int, float]) -> None:
-    """Add δ_Z (eV/atom) to CHGNet's elemental reference energies (AtomRef weights).
-
-    The AtomRef energy is Σ_Z w_Z x_Z, per atom with fractions x_Z (intensive model) or total with counts:
-    either way the total energy of a frame changes by Σ_Z n_Z δ_Z.
-    """
-    import torch
-
-    weight = model.composition_model.fc.weight  # (1, 94); energy = Σ_Z w_Z x_Z with x_Z fraction or count
-    with torch.no_grad():
-        for z, delta in shift.items():
-            weight[0, z - 1] += delta
+    def checkpoint(self, record):
+        return {"model": self.model.as_dict(), "reactmlip_finetune": record}
 
 
 def finetune(base_model_file, train_images, valid_images, workdir, **hp) -> FinetuneResult:
@@ -151,178 +188,4 @@ def finetune(base_model_file, train_images, valid_images, workdir, **hp) -> Fine
     ``learning_rate`` at the epoch's end, and, with validation frames, ``valid_energy_mae`` (eV/atom, raw
     energies) and ``valid_force_mae`` (eV/Å) computed by us with the ASE calculator after the epoch.
     """
-    hp = {**DEFAULTS, **hp}
-    unknown = sorted(set(hp) - set(DEFAULTS))
-    if unknown:
-        raise TrainingError(f"unknown chgnet hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}")
-    _check_hyperparameters(hp)
-    train_images, valid_images = list(train_images), list(valid_images or [])
-    if not train_images:
-        raise TrainingError("the training set is empty: fine-tuning needs at least one labelled frame")
-    train_labels = read_labels(train_images, "training")
-    valid_labels = read_labels(valid_images, "validation")
-
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with TrainingLog(workdir / LOG_FILE_NAME) as log, torch_threads(hp["num_threads"]):
-        with log.capture():
-            model, info = _load_base(base_model_file)
-        check_model_elements(
-            f"{pathlib.Path(base_model_file).name} (chgnet)", info["elements"],
-            {"training": train_images, "validation": valid_images},
-        )
-        history, extra = _train(model, info, train_images, train_labels, valid_images, valid_labels, hp, log)
-        model_file = workdir / MODEL_FILE_NAME
-        model.to("cpu")
-        save_torch_deterministic(
-            {
-                "model": model.as_dict(),
-                "reactmlip_finetune": {
-                    "base_model_sha256": info["sha256"],
-                    "hyperparameters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in hp.items()},
-                    "n_train": len(train_images),
-                    "n_valid": len(valid_images),
-                    **extra,
-                },
-            },
-            model_file,
-        )
-        _check_round_trip(model, model_file, (valid_images or train_images)[:2], log)
-        seconds = time.perf_counter() - start
-        log.write(f"saved {model_file.name} sha256 {sha256_file(model_file)} after {seconds:.1f} s")
-    effective = {**hp, **extra}
-    return FinetuneResult(model_file, history, effective, seconds, workdir / LOG_FILE_NAME)
-
-
-def _train(model, info, train_images, train_labels, valid_images, valid_labels, hp, log):
-    import torch
-    from ase.data import chemical_symbols
-    from chgnet.data.dataset import StructureData, collate_graphs
-    from chgnet.trainer import Trainer
-    from torch.utils.data import DataLoader
-
-    seed_everything(hp["seed"])
-    device = hp["device"]
-    intensive = bool(model.is_intensive)
-    log.write(f"base CHGNet {info.get('sha256', '')[:12]}: {info['n_parameters']} parameters, intensive={intensive}")
-    log.write(f"hyperparameters: {hp}")
-
-    # the evaluation calculator; it also sets the isolated-atom response of model.graph_converter ("warn"),
-    # so training graphs are built exactly as the evaluation builds them
-    with log.capture():
-        calc = _calculator(model, device)
-
-    extra: dict[str, Any] = {}
-    zero_train = predict_energies(calc, train_images)
-    if hp["energy_reference"] == "fit":
-        residual = np.array([lab.energy for lab in train_labels]) - zero_train
-        shift = fit_elemental_shift([lab.numbers for lab in train_labels], residual)
-        _shift_composition_model(model, shift)
-        extra["elemental_shift_eV_per_atom"] = {chemical_symbols[z]: d for z, d in shift.items()}
-        log.write(f"energy reference refitted: per-element shifts (eV/atom) {shift}; "
-                  f"mean |residual| before {np.mean(np.abs(residual) / [l.n_atoms for l in train_labels]):.4f} eV/atom")
-    frozen = apply_freeze(model, hp["freeze"], FREEZE_PRESETS)
-    if frozen:
-        log.write(f"frozen {len(frozen)} parameter tensors ({hp['freeze']})")
-    for param in model.composition_model.parameters():
-        param.requires_grad = bool(hp["train_composition_model"])
-
-    use_stress = hp["stress_weight"] > 0 and all(
-        is_periodic_3d(a) and lab.stress is not None for a, lab in zip(train_images, train_labels, strict=True)
-    )
-    targets = "efs" if use_stress else "ef"
-    if hp["stress_weight"] > 0 and not use_stress:
-        log.write("stress not trained: not every training frame is 3D-periodic with a stress label")
-    extra["targets"] = targets
-
-    structures = [_structure(a) for a in train_images]
-    energies = [lab.energy / lab.n_atoms if intensive else lab.energy for lab in train_labels]
-    forces = [lab.forces.tolist() for lab in train_labels]
-    stresses = None
-    if use_stress:
-        from ase.stress import voigt_6_to_full_3x3_stress
-
-        # StructureData multiplies stress by -0.1 (VASP kBar -> CHGNet GPa); CHGNet's GPa stress has ASE's sign
-        stresses = [(-10.0 * _GPA_PER_EV_A3 * voigt_6_to_full_3x3_stress(lab.stress)).tolist() for lab in train_labels]
-    with log.capture():
-        dataset = StructureData(
-            structures, energies, forces, stresses=stresses, structure_ids=list(range(len(structures))),
-            graph_converter=model.graph_converter, shuffle=False,
-        )
-        for index in range(len(dataset)):  # build (and cache) every graph now; fail loudly, never substitute
-            dataset[index]
-    if dataset.failed_idx:
-        raise TrainingError(
-            f"CHGNet could not build graphs for training frame(s) {sorted(dataset.failed_graph_id)} "
-            f"({', '.join(dataset.failed_graph_id.values())})"
-        )
-    generator = torch.Generator().manual_seed(hp["seed"])
-    loader = DataLoader(dataset, batch_size=hp["batch_size"], shuffle=True, collate_fn=collate_graphs,
-                        generator=generator, num_workers=0)
-
-    with log.capture():
-        trainer = Trainer(
-            model=model, targets=targets, energy_loss_ratio=hp["energy_weight"], force_loss_ratio=hp["force_weight"],
-            stress_loss_ratio=hp["stress_weight"], optimizer=hp["optimizer"], scheduler=hp["scheduler"],
-            criterion=hp["criterion"], epochs=hp["epochs"], learning_rate=hp["learning_rate"],
-            torch_seed=hp["seed"], data_seed=hp["seed"], use_device=device,
-        )
-    model.to(trainer.device)
-
-    if valid_images:
-        zero = validation_errors(calc, valid_images, valid_labels)
-        extra["zero_shot_valid_energy_mae"] = zero["energy_mae"]
-        extra["zero_shot_valid_force_mae"] = zero["force_mae"]
-        log.write(f"epoch 0 (after the energy-reference fit): valid energy MAE {zero['energy_mae']:.5f} eV/atom, "
-                  f"force MAE {zero['force_mae']:.5f} eV/Å")
-
-    history = []
-    n_batches = len(loader)
-    step_at = set((np.arange(1, 11) * n_batches // 10).tolist())  # CHGNet steps its scheduler 10x per epoch
-    for epoch in range(1, hp["epochs"] + 1):
-        model.train()
-        total, count = 0.0, 0
-        for batch_index, (graphs, batch_targets) in enumerate(loader):
-            for graph in graphs:
-                graph.atom_frac_coord.requires_grad = True
-            graphs = [g.to(trainer.device) for g in graphs]
-            batch_targets = {k: trainer.move_to(v, trainer.device) for k, v in batch_targets.items()}
-            prediction = model(graphs, task=targets)
-            loss = trainer.criterion(batch_targets, prediction)["loss"]
-            trainer.optimizer.zero_grad()
-            loss.backward()
-            trainer.optimizer.step()
-            if batch_index + 1 in step_at:
-                trainer.scheduler.step()
-            total += float(loss.detach().cpu()) * len(graphs)
-            count += len(graphs)
-        train_loss = total / count
-        if not math.isfinite(train_loss):
-            raise TrainingDivergedError(
-                f"the training loss became {train_loss} at epoch {epoch}: lower the learning_rate "
-                f"(now {hp['learning_rate']}) or check the labels"
-            )
-        row = {"epoch": epoch, "train_loss": train_loss, "learning_rate": float(trainer.optimizer.param_groups[0]["lr"])}
-        if valid_images:
-            model.eval()
-            errors = validation_errors(calc, valid_images, valid_labels)
-            row["valid_energy_mae"] = errors["energy_mae"]
-            row["valid_force_mae"] = errors["force_mae"]
-        history.append(row)
-        log.write("epoch " + " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    model.eval()
-    return history, extra
-
-
-def _check_round_trip(model, model_file: pathlib.Path, images, log) -> None:
-    """The saved file, loaded like every other model file, predicts what the in-memory model predicts."""
-    from aiida_reactmlip.models.loading import load_calculator
-
-    with log.capture():
-        reloaded = load_calculator("chgnet", model_file)
-        saved = predict_energies(reloaded, images)
-        memory = predict_energies(_calculator(model, "cpu"), images)
-    if not np.allclose(saved, memory, rtol=0, atol=1e-5):
-        raise TrainingError(f"the saved CHGNet file predicts {saved} eV, the trained model {memory} eV")
-    log.write(f"round trip checked on {len(images)} frame(s): max |ΔE| {np.max(np.abs(saved - memory)):.2e} eV")
+    return run_finetune(ChgnetFinetune, base_model_file, train_images, valid_images, workdir, hp)

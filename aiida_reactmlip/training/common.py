@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import math
 import pathlib
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
+from aiida_reactmlip.hashing import sha256_file
 from aiida_reactmlip.models.errors import ElementNotCoveredError
 
-from . import TrainingError
+from .errors import TrainingError
+from .hyperparameters import check_common_hyperparameters
 
 __all__ = [
     "FrameLabels",
@@ -265,41 +265,6 @@ def apply_freeze(model, freeze, presets: Mapping[str, Sequence[str]]) -> list[st
     if not any(p.requires_grad for p in model.parameters()):
         raise TrainingError(f"freeze {freeze!r} leaves no trainable parameter")
     return frozen
-
-
-def check_common_hyperparameters(hp: Mapping[str, Any]) -> None:
-    """Raise :class:`TrainingError` for out-of-range common hyperparameters."""
-
-    def is_int(value) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-    if not is_int(hp["epochs"]) or hp["epochs"] < 1:
-        raise TrainingError(f"epochs must be a positive integer, got {hp['epochs']!r}")
-    if not is_int(hp["batch_size"]) or hp["batch_size"] < 1:
-        raise TrainingError(f"batch_size must be a positive integer, got {hp['batch_size']!r}")
-    if not is_int(hp["seed"]) or hp["seed"] < 0:
-        raise TrainingError(f"seed must be a non-negative integer, got {hp['seed']!r}")
-    if not is_int(hp["num_threads"]) or hp["num_threads"] < 0:
-        raise TrainingError(f"num_threads must be an integer >= 0 (0: torch's default), got {hp['num_threads']!r}")
-    lr = hp["learning_rate"]
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not (math.isfinite(lr) and lr > 0):
-        raise TrainingError(f"learning_rate must be a positive number, got {lr!r}")
-    for key in ("energy_weight", "force_weight", "stress_weight"):
-        value = hp.get(key, 0.0)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and value >= 0):
-            raise TrainingError(f"{key} must be a number >= 0, got {value!r}")
-    if hp["energy_weight"] + hp["force_weight"] <= 0:
-        raise TrainingError("energy_weight and force_weight are both 0: nothing to learn")
-    if hp.get("energy_reference", "fit") not in ("fit", "keep"):
-        raise TrainingError(f"energy_reference must be 'fit' or 'keep', got {hp.get('energy_reference')!r}")
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_torch_deterministic(obj, path) -> pathlib.Path:

@@ -47,8 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from . import FinetuneResult, TrainingError
-from .common import check_common_hyperparameters, check_model_elements, fit_elemental_shift, read_labels
+from . import FinetuneResult, TrainingError, check_hyperparameters
+from .common import check_model_elements, fit_elemental_shift, read_labels
+from .hyperparameters import is_int, is_number
 
 __all__ = ["DEFAULTS", "NETWORK_BLOCKED_MARKER", "base_model_info", "finetune", "write_training_xyz"]
 
@@ -93,10 +94,11 @@ _E0S_MODES = ("auto", "average", "foundation", "estimated")
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_hyperparameters(hp: Mapping[str, Any], from_scratch: bool) -> None:
-    check_common_hyperparameters(hp)
+def check_family_hyperparameters(hp: Mapping[str, Any], *, from_scratch: bool = False) -> None:
+    """MACE's own rules (hook of :func:`aiida_reactmlip.training.check_hyperparameters`); the architecture
+    keys count only ``from_scratch``."""
     vf = hp["valid_fraction"]
-    if not isinstance(vf, (int, float)) or isinstance(vf, bool) or not 0.0 <= vf < 1.0:
+    if not is_number(vf) or not 0.0 <= vf < 1.0:
         raise TrainingError(f"valid_fraction must be a number in [0, 1), got {vf!r}")
     if hp["default_dtype"] not in ("float32", "float64"):
         raise TrainingError(f"default_dtype must be 'float32' or 'float64', got {hp['default_dtype']!r}")
@@ -107,15 +109,15 @@ def _check_hyperparameters(hp: Mapping[str, Any], from_scratch: bool) -> None:
         if from_scratch and e0s in ("foundation", "estimated"):
             raise TrainingError(f"E0s {e0s!r} needs a base model; from scratch use 'average' or a dict element -> eV")
     elif not isinstance(e0s, Mapping):
-        raise TrainingError(f"E0s must be a string or a dict element -> eV, got {type(e0s).__name__}")
+        raise TrainingError(f"E0s must be a string or a dict element -> eV, got {type(e0s).__name__} {e0s!r}")
     if from_scratch:
-        if not isinstance(hp["r_max"], (int, float)) or not hp["r_max"] > 0:
+        if not is_number(hp["r_max"]) or not hp["r_max"] > 0:
             raise TrainingError(f"r_max must be a positive distance (Å), got {hp['r_max']!r}")
         for key in ("num_channels", "num_interactions", "correlation", "num_radial_basis"):
-            if not isinstance(hp[key], int) or isinstance(hp[key], bool) or hp[key] < 1:
+            if not is_int(hp[key]) or hp[key] < 1:
                 raise TrainingError(f"{key} must be a positive integer, got {hp[key]!r}")
         for key in ("max_L", "max_ell"):
-            if not isinstance(hp[key], int) or isinstance(hp[key], bool) or not 0 <= hp[key] <= 3:
+            if not is_int(hp[key]) or not 0 <= hp[key] <= 3:
                 raise TrainingError(f"{key} must be an integer 0..3, got {hp[key]!r}")
 
 
@@ -373,9 +375,9 @@ def finetune(base_model_file, train_images: list, valid_images: list, workdir, *
     (with the evaluation before training) in ``history.json``.  Every input check (labels, elements the
     base model does not know, hyperparameters) raises :class:`TrainingError` before MACE starts.
     """
-    hp = {**DEFAULTS, **hp}
     from_scratch = base_model_file is None
-    _check_hyperparameters(hp, from_scratch)
+    check_hyperparameters("mace", hp, from_scratch=from_scratch)
+    hp = {**DEFAULTS, **hp}
     workdir = pathlib.Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     train_labels = read_labels(train_images, "training")

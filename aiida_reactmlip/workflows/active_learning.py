@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
+from aiida.engine import ToContext, WorkChain, if_, while_
 from aiida.plugins import CalculationFactory
 
 from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
@@ -39,280 +38,42 @@ from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
 from aiida_reactmlip.metrics.loop import labels_this_round, stop_reason
+from aiida_reactmlip.workflows.active_learning_functions import (
+    bootstrap_indices,
+    make_summary,
+    pool_structures,
+    rattle_dataset,
+    select_candidates,
+    structures_to_dataset,
+)
+from aiida_reactmlip.workflows.active_learning_inputs import COMMITTEE_STRATEGIES, validate_inputs
 from aiida_reactmlip.workflows.label import LabelWorkChain
 
-#: Strategies that need a committee of models (their force disagreement on the pool).
-COMMITTEE_STRATEGIES = ("committee", "committee+fps")
-#: How the extra committee members differ from the current model.
-COMMITTEE_MODES = ("seeds", "bootstrap")
-#: Where each round's fine-tune starts from.
-FINETUNE_FROM = ("base", "previous")
 #: Name of the extra on the WorkChain node that holds the per-round progress rows.
 PROGRESS_EXTRA = "loop_progress"
+#: Exploration jobs: input name -> (their output that joins the pool, key of that part of the pool, what).
+EXPLORATION_OUTPUTS = {"md": ("trajectory", "a_md", "MD"), "neb": ("band", "b_neb", "NEB")}
+#: Exit codes of the loop: (status, label, message); ``round`` is the round that failed.
+EXIT_CODES = (
+    (410, "ERROR_EXPLORATION_FAILED", "Exploration failed in round {round}: {message}"),
+    (420, "ERROR_COMMITTEE_FAILED", "A committee model failed in round {round}: {message}"),
+    (430, "ERROR_NOTHING_SELECTED", "Round {round}: no candidate was selected ({message})"),
+    (440, "ERROR_LABELLING_FAILED", "DFT labelling failed in round {round}: {message}"),
+    (450, "ERROR_FINETUNE_FAILED", "Fine-tuning failed in round {round}: {message}"),
+    (460, "ERROR_EVALUATION_FAILED", "Validation failed in round {round}: {message}"),
+)
+#: Optional settings (Dict inputs) of the exploration: name -> help.
+EXPLORATION_SETTINGS = {
+    "md": "reactmlip.md parameters for the exploration (seed + round index per round).",
+    "rattle": "Rattled copies of the start frames added to the pool: {n, stdev (Å), seed}.",
+    "neb": "reactmlip.neb settings: an MLIP NEB band between the two start frames joins the pool.",
+}
 
 
 def round_key(index: int) -> str:
     """``round_03`` for round 3: the prefix of the round's link labels and outputs."""
     return f"round_{index:02d}"
 
-
-def known_strategies() -> list[str]:
-    """Names of the registered selection strategies (:func:`aiida_reactmlip.selection.available_strategies`)."""
-    from aiida_reactmlip.selection import available_strategies
-
-    return available_strategies()
-
-
-# --------------------------------------------------------------------------------- calcfunctions
-
-
-def split_forces(forces: np.ndarray, n_atoms) -> list[np.ndarray]:
-    """Concatenated forces (sum n_atoms, 3) -> one (n_atoms_i, 3) array per frame."""
-    offsets = np.concatenate([[0], np.cumsum(np.asarray(n_atoms, dtype=int))])
-    return [np.asarray(forces[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
-
-
-@calcfunction
-def select_candidates(pool: LabelledDatasetData, parameters: orm.Dict, **predictions: orm.ArrayData) -> dict:
-    """Pick pool frames to label: ``selection.select`` with ``parameters`` (``strategy``, ``k``, ``seed``,
-    ``already_selected``: pool indices labelled before, never picked again) and, for committee
-    strategies, the committee's ``predictions`` (one ArrayData per member, forces in eV/Å).
-
-    Outputs ``selected`` (List of pool indices, in selection order) and ``scores`` (Dict: the strategy,
-    the per-frame committee force standard deviation in eV/Å when a committee was given).
-    """
-    from aiida_reactmlip import selection
-
-    params = parameters.get_dict()
-    images = pool.to_atoms()
-    committee_forces = None
-    scores: dict = {"strategy": params["strategy"], "k": int(params["k"]), "seed": int(params["seed"]),
-                    "n_pool": len(images)}
-    if predictions:
-        committee_forces = [
-            split_forces(node.get_array("forces"), node.get_array("n_atoms")) for _, node in sorted(predictions.items())
-        ]
-        std = selection.committee_force_std(committee_forces)
-        scores["committee_force_std"] = [float(v) for v in np.asarray(std, dtype=float).ravel()]
-    selected = selection.select(
-        params["strategy"],
-        int(params["k"]),
-        pool_images=images,
-        committee_forces=committee_forces,
-        already_selected=list(params.get("already_selected", [])),
-        seed=int(params["seed"]),
-    )
-    selected = [int(i) for i in selected]
-    scores["selected"] = selected
-    return {"selected": orm.List(selected), "scores": orm.Dict(scores)}
-
-
-@calcfunction
-def structures_to_dataset(**structures: orm.StructureData) -> LabelledDatasetData:
-    """Unlabelled start frames (a dataset) from StructureData, in key order; the keys become frame names."""
-    images = []
-    for key, structure in sorted(structures.items()):
-        atoms = structure.get_ase()
-        atoms.info = {"name": key, **{k: v for k, v in structure.base.extras.all.items()
-                                      if isinstance(v, (str, int, float, bool)) and not k.startswith("_")}}
-        images.append(atoms)
-    return LabelledDatasetData.from_atoms(images)
-
-
-@calcfunction
-def rattle_dataset(dataset: LabelledDatasetData, parameters: orm.Dict) -> LabelledDatasetData:
-    """``n`` rattled copies of every frame of ``dataset`` (Gaussian, ``stdev`` Å per component, ``seed``);
-    labels dropped (they are candidates for DFT)."""
-    from aiida_reactmlip.generate.rattle import rattle
-
-    params = {"n": 2, "stdev": 0.05, "seed": 0, **parameters.get_dict()}
-    images = []
-    for index, atoms in enumerate(dataset.frames.to_atoms()):
-        atoms.calc = None
-        info = {k: v for k, v in atoms.info.items() if k not in ("energy", "stress", "source_uuid")}
-        atoms.info = info
-        for new in rattle(atoms, int(params["n"]), float(params["stdev"]), seed=int(params["seed"]) + index,
-                          name=str(info.get("name", f"start-{index}"))):
-            new.info.setdefault("group", f"rattle-{info.get('name', index)}")
-            images.append(new)
-    return LabelledDatasetData.from_atoms(images)
-
-
-@calcfunction
-def pool_structures(pool: LabelledDatasetData, selected: orm.List) -> dict:
-    """One StructureData per selected pool frame (keys ``frame_<pool index>``), for DFT labelling."""
-    frames = pool.frames
-    result = {}
-    for index in selected.get_list():
-        atoms = frames.subset([index]).to_atoms()[0]
-        atoms.calc = None
-        result[f"frame_{index:04d}"] = orm.StructureData(ase=atoms)
-    return result
-
-
-@calcfunction
-def bootstrap_indices(n_frames: orm.Int, seed: orm.Int) -> orm.List:
-    """A bootstrap resample (with replacement, then made unique and sorted) of ``n_frames`` frame indices."""
-    rng = np.random.default_rng(int(seed.value))
-    n = int(n_frames.value)
-    picked = sorted({int(i) for i in rng.integers(0, n, size=n)})
-    return orm.List(picked)
-
-
-@calcfunction
-def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
-    """The error curve of the loop: one row per round from the round's ``metrics_<ii>`` (compute_metrics
-    output), ``selected_<ii>`` (List) and ``labels_<ii>`` (dataset) nodes, with ``info`` (loop settings,
-    stop reason, wall seconds per round)."""
-    data = info.get_dict()
-    rows = []
-    for row in data.pop("rounds"):
-        key = f"{row['round']:02d}"
-        metrics = nodes[f"metrics_{key}"].get_dict()
-        row = dict(row)
-        row["force_mae"] = metrics.get("force_mae")
-        row["energy_mae_per_atom"] = metrics.get("energy_mae_per_atom")
-        row["force_rmse"] = metrics.get("force_rmse")
-        row["metrics_uuid"] = nodes[f"metrics_{key}"].uuid
-        if f"selected_{key}" in nodes:
-            row["selected"] = nodes[f"selected_{key}"].get_list()
-        labels = nodes.get(f"labels_{key}")
-        row["n_labels"] = 0 if labels is None else int(labels.base.attributes.get("n_frames"))
-        rows.append(row)
-    data["rounds"] = rows
-    data["n_labels"] = [r["n_labels"] for r in rows]
-    data["force_mae"] = [r["force_mae"] for r in rows]
-    data["energy_mae_per_atom"] = [r["energy_mae_per_atom"] for r in rows]
-    return orm.Dict(data)
-
-
-# --------------------------------------------------------------------------------- validation
-
-
-def _scoring_error(validation: LabelledDatasetData, settings: dict) -> str | None:
-    """Whether the validation set can be scored with these metric settings (DFT against itself), else why not."""
-    from aiida_reactmlip.calculations.functions import frame_groups
-    from aiida_reactmlip.metrics import compare
-
-    frames = validation.frames
-    reference = settings.get("energy_reference", "relative:min")
-    labels = {"energies": frames.energies, "forces": frames.forces}
-    numbers = [frames.numbers[start : start + n] for start, n in zip(frames.offsets, frames.n_atoms)]
-    try:
-        compare(labels, labels, n_atoms=frames.n_atoms, groups=frame_groups(frames), reference=reference,
-                numbers=numbers)
-    except ValueError as exception:
-        return (f"validation pk {validation.pk} cannot be scored with energy_reference {reference!r}: {exception}; "
-                "give a validation set with several frames per group, or another metrics_settings energy_reference")
-    return None
-
-
-def _label_error(label, inputs) -> str | None:
-    """The checks of LabelWorkChain that do not need the (not yet selected) structures: protocol, pseudo
-    family, and that the family covers every element of the start structures."""
-    from aiida.common.exceptions import NotExistent
-
-    from aiida_reactmlip.qe_settings import available_protocols
-
-    protocol = label.get("protocol")
-    if protocol is not None and protocol.value not in available_protocols():
-        return f"label.protocol {protocol.value!r} unknown; available: {', '.join(available_protocols())}"
-    family_label = label["pseudo_family"].value
-    try:
-        family = orm.load_group(family_label)
-    except NotExistent:
-        return f"pseudopotential family {family_label!r} not found; run `reactmlip setup` or `aiida-pseudo list`"
-    elements = {kind.symbol for structure in inputs.get("structures", {}).values() for kind in structure.kinds}
-    if "start_dataset" in inputs:
-        elements |= set(inputs["start_dataset"].elements)
-    missing = sorted(elements - set(getattr(family, "elements", elements)))
-    if missing:
-        return f"pseudopotential family {family_label!r} has no pseudopotential for {', '.join(missing)}"
-    return None
-
-
-def validate_inputs(inputs, _):
-    """Everything that can be checked before the first job: mode, strategy, stopping rules, elements."""
-    oracle = "label_pool" in inputs
-    start = bool(inputs.get("structures")) or "start_dataset" in inputs
-    if oracle and start:
-        return ("give either `label_pool` (oracle mode: a DFT-labelled candidate pool) or start `structures` / "
-                "`start_dataset` to explore from, not both")
-    if not oracle and not start:
-        return "nothing to select from: give `label_pool` (oracle mode) or start `structures` / `start_dataset`"
-    strategy = inputs["strategy"].value
-    strategies = known_strategies()
-    if strategy not in strategies:
-        return f"unknown selection strategy {strategy!r}; available: {', '.join(strategies)}"
-    initial = inputs["initial_strategy"].value
-    if initial not in strategies or initial in COMMITTEE_STRATEGIES:
-        return (f"initial_strategy {initial!r} must be a strategy that needs no committee "
-                f"({', '.join(s for s in strategies if s not in COMMITTEE_STRATEGIES)})")
-    if inputs["k"].value < 1:
-        return f"k (configurations labelled per round) must be >= 1, got {inputs['k'].value}"
-    if strategy in COMMITTEE_STRATEGIES and inputs["committee_size"].value < 2:
-        return f"strategy {strategy!r} needs committee_size >= 2, got {inputs['committee_size'].value}"
-    if inputs["committee_mode"].value not in COMMITTEE_MODES:
-        return f"committee_mode must be one of {', '.join(COMMITTEE_MODES)}, got {inputs['committee_mode'].value!r}"
-    if inputs["finetune_from"].value not in FINETUNE_FROM:
-        return f"finetune_from must be one of {', '.join(FINETUNE_FROM)}, got {inputs['finetune_from'].value!r}"
-    if inputs["max_rounds"].value < 1:
-        return f"max_rounds must be >= 1, got {inputs['max_rounds'].value}"
-    if "max_dft_labels" in inputs and inputs["max_dft_labels"].value < 1:
-        return f"max_dft_labels must be >= 1, got {inputs['max_dft_labels'].value}"
-    for name in ("target_force_mae", "target_energy_mae"):
-        if name in inputs and not inputs[name].value > 0:
-            return f"{name} must be > 0 (eV/Å for forces, eV/atom for energies), got {inputs[name].value}"
-    model = inputs["base_model"]
-    validation = inputs["validation"]
-    if not validation.base.attributes.get("has_forces", 0):
-        return f"validation dataset pk {validation.pk} has no DFT forces: the loop's error is a force MAE"
-    message = _scoring_error(validation, inputs["metrics_settings"].get_dict())
-    if message:
-        return message
-    datasets = {"validation": validation}
-    if oracle:
-        pool = inputs["label_pool"]
-        datasets["label_pool"] = pool
-        if pool.base.attributes.get("has_forces", 0) < pool.base.attributes.get("n_frames", 0):
-            return f"label_pool pk {pool.pk}: every frame needs DFT energy and forces to be an oracle"
-        shared = {u for u in pool.source_uuids if u} & {u for u in validation.source_uuids if u}
-        if shared:
-            return (f"label_pool pk {pool.pk} and validation pk {validation.pk} share {len(shared)} DFT label(s): "
-                    "the validation set must be held out of the pool")
-    else:
-        if "start_dataset" in inputs:
-            datasets["start_dataset"] = inputs["start_dataset"]
-        if not any(key in inputs for key in ("md", "rattle", "neb")):
-            return "exploration mode needs at least one of `md`, `rattle` or `neb` to make a candidate pool"
-        label = inputs.get("label", {})
-        if "pw_code" not in label or "pseudo_family" not in label:
-            return "exploration mode labels with pw.x: give `label.pw_code` and `label.pseudo_family`"
-        message = _label_error(label, inputs)
-        if message:
-            return message
-    if "initial_dataset" in inputs:
-        datasets["initial_dataset"] = inputs["initial_dataset"]
-    for name, dataset in datasets.items():
-        missing = model.covers(dataset.base.attributes.get("elements", []))
-        if missing:
-            return (f"base_model {model.model_name} (pk {model.pk}) does not cover element(s) {', '.join(missing)} "
-                    f"of {name} pk {dataset.pk}")
-    for structure_key, structure in inputs.get("structures", {}).items():
-        missing = model.covers(sorted({kind.symbol for kind in structure.kinds}))
-        if missing:
-            return f"base_model {model.model_name} does not cover element(s) {', '.join(missing)} of {structure_key}"
-    from aiida_reactmlip.calculations.finetune import check_hyperparameters
-    from aiida_reactmlip.training import FINETUNE_FAMILIES
-
-    if model.family not in FINETUNE_FAMILIES:
-        return (f"base_model {model.model_name} is a {model.family} model, which cannot be fine-tuned here; "
-                f"fine-tunable families: {', '.join(FINETUNE_FAMILIES)}")
-    if "finetune_parameters" in inputs:
-        message = check_hyperparameters(model.family, inputs["finetune_parameters"].get_dict())
-        if message:
-            return f"finetune_parameters: {message}"
-    return None
 
 
 class ActiveLearningWorkChain(WorkChain):
@@ -338,12 +99,8 @@ class ActiveLearningWorkChain(WorkChain):
                              help="Exploration mode: start structures for MD / rattles / NEB.")
         spec.input("start_dataset", valid_type=LabelledDatasetData, required=False,
                    help="Exploration mode: start frames as a dataset (labels unused).")
-        spec.input("md", valid_type=orm.Dict, required=False,
-                   help="reactmlip.md parameters for the exploration (seed + round index per round).")
-        spec.input("rattle", valid_type=orm.Dict, required=False,
-                   help="Rattled copies of the start frames added to the pool: {n, stdev (Å), seed}.")
-        spec.input("neb", valid_type=orm.Dict, required=False,
-                   help="reactmlip.neb settings: an MLIP NEB band between the two start frames joins the pool.")
+        for name, help_text in EXPLORATION_SETTINGS.items():
+            spec.input(name, valid_type=orm.Dict, required=False, help=help_text)
         spec.input("initial_dataset", valid_type=LabelledDatasetData, required=False,
                    help="DFT labels available before round 1 (round 0 fine-tunes on them).")
         # selection
@@ -412,12 +169,8 @@ class ActiveLearningWorkChain(WorkChain):
                     "strategy, seconds), stop_reason, settings.")
         spec.output_namespace("rounds", valid_type=orm.Data, dynamic=True,
                               help="round_<ii>: pool, selected, scores, labels, model, metrics.")
-        spec.exit_code(410, "ERROR_EXPLORATION_FAILED", message="Exploration failed in round {round}: {message}")
-        spec.exit_code(420, "ERROR_COMMITTEE_FAILED", message="A committee model failed in round {round}: {message}")
-        spec.exit_code(430, "ERROR_NOTHING_SELECTED", message="Round {round}: no candidate was selected ({message})")
-        spec.exit_code(440, "ERROR_LABELLING_FAILED", message="DFT labelling failed in round {round}: {message}")
-        spec.exit_code(450, "ERROR_FINETUNE_FAILED", message="Fine-tuning failed in round {round}: {message}")
-        spec.exit_code(460, "ERROR_EVALUATION_FAILED", message="Validation failed in round {round}: {message}")
+        for status, label, message in EXIT_CODES:
+            spec.exit_code(status, label, message=message)
 
     # ------------------------------------------------------------------ helpers
     def _label(self, what: str) -> str:
@@ -452,6 +205,10 @@ class ActiveLearningWorkChain(WorkChain):
         if "evaluate_settings" in self.inputs:
             inputs["settings"] = self.inputs.evaluate_settings
         return self.submit(EvaluateCalculation, **inputs)
+
+    def _optional(self, name: str):
+        """The value of the optional input ``name``, or None."""
+        return self.inputs[name].value if name in self.inputs else None
 
     def _progress(self, row: dict) -> None:
         self.ctx.rows.append(row)
@@ -526,18 +283,14 @@ class ActiveLearningWorkChain(WorkChain):
         from aiida_reactmlip.calculations.split import merge_datasets
 
         parts = {}
-        if "md" in self.inputs:
-            node = self.ctx.explore_md
-            if "trajectory" not in node.outputs:
+        for name, (output, part, what) in EXPLORATION_OUTPUTS.items():
+            if name not in self.inputs:
+                continue
+            node = self.ctx[f"explore_{name}"]
+            if output not in node.outputs:
                 return self.exit_codes.ERROR_EXPLORATION_FAILED.format(
-                    round=self.ctx.round, message=f"MD <{node.pk}> [{node.exit_status}] {node.exit_message}")
-            parts["a_md"] = node.outputs.trajectory
-        if "neb" in self.inputs:
-            node = self.ctx.explore_neb
-            if "band" not in node.outputs:
-                return self.exit_codes.ERROR_EXPLORATION_FAILED.format(
-                    round=self.ctx.round, message=f"NEB <{node.pk}> [{node.exit_status}] {node.exit_message}")
-            parts["b_neb"] = node.outputs.band
+                    round=self.ctx.round, message=f"{what} <{node.pk}> [{node.exit_status}] {node.exit_message}")
+            parts[part] = node.outputs[output]
         if "rattle" in self.inputs:
             params = self.inputs.rattle.get_dict()
             params["seed"] = int(params.get("seed", 0)) + 1000 * self.ctx.round + int(self.inputs.seed.value)
@@ -606,7 +359,7 @@ class ActiveLearningWorkChain(WorkChain):
     def select(self):
         pool = self._pool()
         pool_left = pool.n_frames - len(self.ctx.pool_selected) if self.ctx.oracle else pool.n_frames
-        max_labels = self.inputs.max_dft_labels.value if "max_dft_labels" in self.inputs else None
+        max_labels = self._optional("max_dft_labels")
         k = labels_this_round(self.inputs.k.value, self._n_labels(), max_labels, pool_left)
         strategy = self.inputs.strategy.value
         if strategy in COMMITTEE_STRATEGIES and not self.ctx.committee:  # no labels yet: no committee
@@ -712,9 +465,9 @@ class ActiveLearningWorkChain(WorkChain):
             n_labels=self._n_labels(),
             force_mae=force_mae,
             energy_mae=energy_mae,
-            target_force_mae=self.inputs.target_force_mae.value if "target_force_mae" in self.inputs else None,
-            target_energy_mae=self.inputs.target_energy_mae.value if "target_energy_mae" in self.inputs else None,
-            max_dft_labels=self.inputs.max_dft_labels.value if "max_dft_labels" in self.inputs else None,
+            target_force_mae=self._optional("target_force_mae"),
+            target_energy_mae=self._optional("target_energy_mae"),
+            max_dft_labels=self._optional("max_dft_labels"),
             max_rounds=self.inputs.max_rounds.value,
             pool_left=pool_left,
         )
@@ -751,9 +504,9 @@ class ActiveLearningWorkChain(WorkChain):
             "committee_mode": self.inputs.committee_mode.value,
             "seed": self.inputs.seed.value,
             "finetune_from": self.inputs.finetune_from.value,
-            "target_force_mae": self.inputs.target_force_mae.value if "target_force_mae" in self.inputs else None,
-            "target_energy_mae": self.inputs.target_energy_mae.value if "target_energy_mae" in self.inputs else None,
-            "max_dft_labels": self.inputs.max_dft_labels.value if "max_dft_labels" in self.inputs else None,
+            "target_force_mae": self._optional("target_force_mae"),
+            "target_energy_mae": self._optional("target_energy_mae"),
+            "max_dft_labels": self._optional("max_dft_labels"),
             "max_rounds": self.inputs.max_rounds.value,
             "base_model": self.inputs.base_model.model_name,
             "validation_uuid": self.inputs.validation.uuid,
@@ -777,224 +530,3 @@ class ActiveLearningWorkChain(WorkChain):
             self.out("dataset", self.ctx.labels)
         self.report(f"stopped after round {self.ctx.round} ({self.ctx.stop_reason}); "
                     f"{self._n_labels()} DFT labels, force MAE {summary['force_mae'][-1]:.4f} eV/Å")
-
-
-
-# --------------------------------------------------------------------------------- YAML loop specs
-
-#: Keys of a loop file (``workchains/loop-*.yaml``).
-LOOP_KEYS = {
-    "name", "description", "model", "pool", "validation", "explore", "label", "initial", "strategy",
-    "initial_strategy", "k", "committee_size", "committee_mode", "max_rounds", "max_dft_labels", "target_force_mae",
-    "target_energy_mae", "seeds", "baseline", "finetune", "finetune_from", "evaluate", "energy_reference",
-    "run_to_budget",
-}
-#: Ways to name a labelled dataset in a loop file.
-DATASET_SOURCES = ("fixture", "dataset", "extxyz", "split")
-#: Keys of the ``explore`` section.
-EXPLORE_KEYS = {"system", "params", "roles", "md", "rattle", "neb"}
-
-
-def _check_dataset_entry(entry, what: str, path, allow_split: bool) -> None:
-    if not isinstance(entry, dict) or len(set(entry) & set(DATASET_SOURCES)) != 1:
-        allowed = [s for s in DATASET_SOURCES if allow_split or s != "split"]
-        raise ValueError(f"{path}: '{what}' must name exactly one of {', '.join(allowed)}, got {entry!r}")
-    if "split" in entry and not allow_split:
-        raise ValueError(f"{path}: '{what}' cannot be a split")
-
-
-def load_loop_spec(path) -> dict:
-    """Read and check a loop file; errors name the file and the offending key or value.
-
-    Returns the spec as a dict with defaults filled (``seeds`` a list, ``baseline`` None or 'random').
-    """
-    import pathlib
-
-    from aiida_reactmlip.workflows.spec_files import read_spec_file
-
-    path = pathlib.Path(path)
-    data = read_spec_file(path, "loop", LOOP_KEYS)
-    for key in ("name", "model", "validation"):
-        if not data.get(key):
-            raise ValueError(f"{path}: '{key}' is required")
-    if ("pool" in data) == ("explore" in data):
-        raise ValueError(f"{path}: give either 'pool' (oracle mode: a DFT-labelled candidate pool) or 'explore' "
-                         "(MD / rattles / NEB with the current model, pw.x labels), not both and not neither")
-    if "pool" in data:
-        _check_dataset_entry(data["pool"], "pool", path, allow_split=False)
-    _check_dataset_entry(data["validation"], "validation", path, allow_split="pool" in data)
-    if "initial" in data:
-        _check_dataset_entry(data["initial"], "initial", path, allow_split=False)
-    if "explore" in data:
-        explore = data["explore"]
-        if not isinstance(explore, dict) or "system" not in explore:
-            raise ValueError(f"{path}: 'explore' needs a library 'system' to start from")
-        unknown = sorted(set(explore) - EXPLORE_KEYS)
-        if unknown:
-            raise ValueError(f"{path}: unknown explore key(s) {', '.join(unknown)}; known: {', '.join(sorted(EXPLORE_KEYS))}")
-        from aiida_reactmlip.systems import list_systems
-
-        if explore["system"] not in list_systems():
-            raise ValueError(f"{path}: unknown system {explore['system']!r}; see `reactmlip systems list`")
-    from aiida_reactmlip.models import get_model_spec
-
-    get_model_spec(data["model"])  # raises naming the available models
-    strategy = data.setdefault("strategy", "committee")
-    if strategy not in known_strategies():
-        raise ValueError(f"{path}: unknown strategy {strategy!r}; available: {', '.join(known_strategies())}")
-    seeds = data.setdefault("seeds", [0])
-    if isinstance(seeds, int):
-        data["seeds"] = seeds = [seeds]
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"{path}: 'seeds' must be an integer or a list of integers, got {seeds!r}")
-    baseline = data.setdefault("baseline", None)
-    if baseline not in (None, "random"):
-        raise ValueError(f"{path}: 'baseline' must be 'random' (or left out), got {baseline!r}")
-    if not any(key in data for key in ("max_rounds", "max_dft_labels")):
-        data["max_rounds"] = 5
-    data["path"] = str(path)
-    return data
-
-
-def resolve_dataset(entry: dict, base_dir=None):
-    """The stored LabelledDatasetData named by a loop-file entry: ``{fixture: NAME}`` (``fixtures/datasets``,
-    see :mod:`aiida_reactmlip.datasets`), ``{dataset: PK or UUID}``, ``{extxyz: PATH}`` (relative to the file)."""
-    import pathlib
-
-    if "dataset" in entry:
-        node = orm.load_node(entry["dataset"])
-        if not isinstance(node, LabelledDatasetData):
-            raise ValueError(f"node {entry['dataset']} is a {type(node).__name__}, not a LabelledDatasetData")
-        return node
-    if "extxyz" in entry:
-        file = pathlib.Path(entry["extxyz"])
-        if not file.is_absolute() and base_dir is not None and not file.exists():
-            file = pathlib.Path(base_dir) / file
-        return _stored_once(LabelledDatasetData.from_extxyz(str(file)))
-    from aiida_reactmlip.datasets import fixture_path
-
-    return _stored_once(LabelledDatasetData.from_extxyz(str(fixture_path(entry["fixture"]))))
-
-
-def _stored_once(node):
-    """``node`` stored, or the oldest stored dataset with the same frames (extra ``content_sha256``), so that
-    running a loop file again gives the loop the same input nodes."""
-    import hashlib
-    import io
-
-    from aiida_reactmlip.frames import write_extxyz
-
-    if node.is_stored:
-        return node
-    buffer = io.StringIO()
-    write_extxyz(node.frames, buffer)
-    digest = hashlib.sha256(buffer.getvalue().encode()).hexdigest()
-    query = orm.QueryBuilder().append(LabelledDatasetData, filters={"extras.content_sha256": digest}, tag="dataset")
-    query.order_by({"dataset": {"id": "asc"}})
-    existing = query.first(flat=True)
-    if existing is not None:
-        return existing
-    node.store()
-    node.base.extras.set("content_sha256", digest)
-    return node
-
-
-def loop_datasets(spec: dict) -> dict:
-    """The pool (oracle mode), validation and initial datasets of a loop spec, stored.
-
-    ``validation: {split: {validation_fraction, seed}}`` holds configuration groups of the pool out with
-    ``reactmlip.split_dataset`` (the pool left is its ``train`` output), so no validation frame is a candidate.
-    """
-    import pathlib
-
-    base_dir = pathlib.Path(spec.get("path", ".")).parent
-    result = {}
-    if "pool" in spec:
-        pool = resolve_dataset(spec["pool"], base_dir)
-        if "split" in spec["validation"]:
-            from aiida_reactmlip.calculations.split import split_dataset
-
-            params = {"test_fraction": 0.0, "validation_fraction": 0.25, "seed": 0, **spec["validation"]["split"]}
-            parameters = orm.Dict(params)
-            existing = _existing_split(pool, params)
-            sets = existing if existing is not None else split_dataset(pool, parameters)
-            result["label_pool"], result["validation"] = sets["train"], sets["validation"]
-        else:
-            result["label_pool"] = pool
-            result["validation"] = resolve_dataset(spec["validation"], base_dir)
-    else:
-        result["validation"] = resolve_dataset(spec["validation"], base_dir)
-    if "initial" in spec:
-        result["initial_dataset"] = resolve_dataset(spec["initial"], base_dir)
-    return result
-
-
-def _existing_split(pool, params: dict):
-    """The outputs of an earlier split_dataset of ``pool`` with the same parameters (reruns share them)."""
-    query = orm.QueryBuilder()
-    query.append(LabelledDatasetData, filters={"id": pool.pk}, tag="pool")
-    query.append(orm.CalcFunctionNode, with_incoming="pool", tag="split",
-                 filters={"attributes.process_label": "split_dataset"})
-    for (node,) in query.iterall():
-        if "parameters" in node.inputs and node.inputs.parameters.get_dict() == params and node.is_finished_ok:
-            return {"train": node.outputs.train, "validation": node.outputs.validation}
-    return None
-
-
-def loop_builder(spec: dict, seed: int, strategy: str | None = None, datasets: dict | None = None):
-    """A builder of ActiveLearningWorkChain for one seed of a loop spec (``strategy`` overrides the spec's,
-    e.g. 'random' for the baseline with the same budget, seed and fine-tuning)."""
-    from aiida_reactmlip import provision
-
-    computer = provision.ensure_localhost()
-    codes = provision.ensure_codes(computer)
-    model = provision.ensure_registry_models([spec["model"]])[spec["model"]]
-    datasets = datasets if datasets is not None else loop_datasets(spec)
-    builder = ActiveLearningWorkChain.get_builder()
-    builder.base_model = model
-    builder.runner_code = codes["runner"]
-    for key, node in datasets.items():
-        builder[key] = node
-    builder.strategy = orm.Str(strategy or spec["strategy"])
-    builder.seed = orm.Int(int(seed))
-    targets = () if spec.get("run_to_budget") else ("target_force_mae", "target_energy_mae")
-    for key, kind in (("initial_strategy", orm.Str), ("k", orm.Int), ("committee_size", orm.Int),
-                      ("committee_mode", orm.Str), ("max_rounds", orm.Int), ("max_dft_labels", orm.Int),
-                      ("target_force_mae", orm.Float), ("target_energy_mae", orm.Float),
-                      ("finetune_from", orm.Str)):
-        if key.startswith("target") and key not in targets:
-            continue  # run_to_budget: the target only scores the comparison, every loop spends the budget
-        if spec.get(key) is not None:
-            builder[key] = kind(spec[key])
-    if spec.get("finetune"):
-        builder.finetune_parameters = orm.Dict(spec["finetune"])
-    if spec.get("evaluate"):
-        builder.evaluate_settings = orm.Dict(spec["evaluate"])
-    if spec.get("energy_reference"):
-        builder.metrics_settings = orm.Dict({"energy_reference": spec["energy_reference"]})
-    if "explore" in spec:
-        from aiida_reactmlip.systems import get_system
-        from aiida_reactmlip.workflows.campaign import choose_pseudo_family
-        from aiida_reactmlip.workflows.label import structures_from_atoms
-
-        explore = spec["explore"]
-        system = get_system(explore["system"], **explore.get("params", {}))
-        roles = explore.get("roles")
-        atoms = [a for a in system.configurations if roles is None or a.info.get("role") in roles]
-        if not atoms:
-            raise ValueError(f"system {explore['system']} has no configuration with role(s) {roles}")
-        builder.structures = structures_from_atoms(atoms)
-        for key in ("md", "rattle", "neb"):
-            if explore.get(key) is not None:
-                builder[key] = orm.Dict(explore[key])
-        label = dict(spec.get("label") or {})
-        elements = {s for a in atoms for s in a.get_chemical_symbols()}
-        builder.label.pw_code = codes["pw"]
-        builder.label.pseudo_family = orm.Str(choose_pseudo_family(elements, label.get("pseudo_family")))
-        builder.label.protocol = orm.Str(label.get("protocol", "fast"))
-        processes = int(label.get("pw_processes", 1))
-        builder.label.options = orm.Dict({"resources": {"num_machines": 1, "num_mpiprocs_per_machine": processes},
-                                          "withmpi": processes > 1, "max_wallclock_seconds": 3600})
-    builder.metadata.label = f"loop {spec['name']} {strategy or spec['strategy']} seed {seed}"
-    builder.metadata.description = spec.get("description", "")
-    return builder

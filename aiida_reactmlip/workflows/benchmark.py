@@ -26,9 +26,10 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
 from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
-from aiida_reactmlip.calculations.functions import compute_metrics, frame_groups
-from aiida_reactmlip.calculations.neb import DEFAULT_SETTINGS as NEB_DEFAULT_SETTINGS
-from aiida_reactmlip.calculations.neb import MlipNebCalculation
+from aiida_reactmlip.calculations.functions import compute_metrics
+from aiida_reactmlip.metrics.by_system import frame_groups
+from aiida_reactmlip.calculations.mlip_neb import DEFAULT_SETTINGS as NEB_DEFAULT_SETTINGS
+from aiida_reactmlip.calculations.mlip_neb import MlipNebCalculation
 from aiida_reactmlip.calculations.relax import DEFAULT_SETTINGS as RELAX_DEFAULT_SETTINGS
 from aiida_reactmlip.calculations.relax import RelaxCalculation, validate_settings
 from aiida_reactmlip.data.dataset import LabelledDatasetData
@@ -43,7 +44,7 @@ from aiida_reactmlip.metrics.reactive import (
     structural_stability,
 )
 from aiida_reactmlip.workflows.label import LabelWorkChain
-from aiida_reactmlip.workflows.neb import DftNebWorkChain
+from aiida_reactmlip.workflows.dft_neb import DftNebWorkChain
 
 #: Relaxation of the DFT minima with each model: BFGS to 0.05 eV/Å, at most 300 steps.
 DEFAULT_RELAX_SETTINGS = {"optimizer": "BFGS", "fmax": 0.05, "max_steps": 300}
@@ -417,7 +418,7 @@ class BenchmarkWorkChain(WorkChain):
     def _mlip_neb_settings(self) -> dict:
         """The models' NEB like the DFT one: images, climbing image, interpolation, fixed atoms, and the end
         states optimised (by each model) when neb.x optimised them; ``mlip_neb_settings`` on top."""
-        from aiida_reactmlip.workflows.neb import band_fixed_atoms
+        from aiida_reactmlip.workflows.dft_neb import band_fixed_atoms
 
         node = self.ctx.dft_neb
         n_images = self.ctx.neb_datasets["band"].base.attributes.get("n_frames")

@@ -21,10 +21,6 @@ Every split, subset, model, prediction and metric is a node linked to what made 
 
 from __future__ import annotations
 
-import dataclasses
-import pathlib
-from typing import Any
-
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction, while_
 
@@ -37,13 +33,26 @@ from aiida_reactmlip.data.model import MlipModelData
 
 #: job kinds of the study's queue
 FINETUNE, EVALUATE = "finetune", "evaluate"
+#: Optional settings (Dict inputs): name -> help.
+OPTIONAL_SETTINGS = {
+    "evaluate_settings": "Settings for reactmlip.evaluate.",
+    "finetune_options": "metadata.options of every reactmlip.finetune job (resources, max_wallclock_seconds, ...).",
+    "general_metrics_settings": "compute_metrics settings on the general set (default: metrics_settings).",
+}
+#: Output namespaces with one node per base model key and budget: (name, node type, what the node is).
+PER_BUDGET_OUTPUTS = (
+    ("models", MlipModelData, "the model fine-tuned on N labels"),
+    ("metrics", orm.Dict, "test-split metrics (budget_0: zero-shot)"),
+    ("general_metrics", orm.Dict, "general-set metrics (forgetting)"),
+    ("scan_metrics", orm.Dict, "bond-scan stretch-energy errors on the test split (eV)"),
+)
 
 
 def _budgets(node: orm.List) -> list[int]:
     return [int(b) for b in node.get_list()]
 
 
-def _check_budgets(values) -> str | None:
+def check_budgets(values) -> str | None:
     if not values:
         return "`budgets` is empty: give the label budgets to study, e.g. [0, 5, 10, 20] (0 = zero-shot)"
     bad = [b for b in values if isinstance(b, bool) or not isinstance(b, int) or b < 0]
@@ -75,14 +84,14 @@ def validate_inputs(inputs, _):
     split at least as large as the largest budget.
     """
     from aiida_reactmlip.models.loading import normalize_family
-    from aiida_reactmlip.training import FINETUNE_FAMILIES, TrainingError, default_hyperparameters
+    from aiida_reactmlip.training import FINETUNE_FAMILIES, check_hyperparameters
 
     models = dict(inputs.get("base_models", {}))
     if not models:
         return "no base models given: pass at least one MlipModelData in the `base_models` namespace"
     budgets_node = inputs.get("budgets")
     values = budgets_node.get_list() if budgets_node is not None else []
-    message = _check_budgets(values)
+    message = check_budgets(values)
     if message:
         return message
     dataset = inputs.get("dataset")
@@ -112,15 +121,10 @@ def validate_inputs(inputs, _):
             if family not in FINETUNE_FAMILIES:
                 return (f"base model {model.model_name} ({key}) is of family {family!r}, which has no fine-tuning "
                         f"support (supported: {', '.join(FINETUNE_FAMILIES)}); remove it or study budget 0 only")
-            params = resolve_hyperparameters(key, family, hyperparameters, 0)
             try:
-                known = default_hyperparameters(family)
-            except TrainingError as exception:
+                check_hyperparameters(family, resolve_hyperparameters(key, family, hyperparameters, 0))
+            except (ValueError, ImportError) as exception:
                 return f"base model {model.model_name} ({key}): {exception}"
-            unknown = sorted(set(params) - set(known))
-            if unknown:
-                return (f"unknown {family} hyperparameter(s) {', '.join(unknown)} for {key}; "
-                        f"known: {', '.join(sorted(known))}")
     if dataset is None:
         return None
     parameters = inputs.get("split_parameters")
@@ -215,17 +219,13 @@ class FinetuneStudyWorkChain(WorkChain):
         spec.input("general_set", valid_type=LabelledDatasetData, required=False,
                    help="A general reference set (bulk, gas molecules, clean surfaces) to measure forgetting.")
         spec.input("runner_code", valid_type=orm.AbstractCode, help="Code of reactmlip-runner.")
-        spec.input("evaluate_settings", valid_type=orm.Dict, required=False, help="Settings for reactmlip.evaluate.")
-        spec.input("finetune_options", valid_type=orm.Dict, required=False,
-                   help="metadata.options of every reactmlip.finetune job (resources, max_wallclock_seconds, ...).")
         spec.input("metrics_settings", valid_type=orm.Dict,
                    default=lambda: orm.Dict({"energy_reference": "relative:min"}),
                    help="compute_metrics settings on the test split (energy_reference).")
-        spec.input("general_metrics_settings", valid_type=orm.Dict, required=False,
-                   help="compute_metrics settings on the general set (default: metrics_settings).")
+        for name, help_text in OPTIONAL_SETTINGS.items():
+            spec.input(name, valid_type=orm.Dict, required=False, help=help_text)
         spec.input("max_concurrent_jobs", valid_type=orm.Int, default=lambda: orm.Int(0),
                    help="Jobs running at once (0: all at once). On a small machine, the number of cores.")
-        spec.inputs.validator = validate_inputs
         spec.outline(
             cls.split,
             cls.select_budgets,
@@ -241,18 +241,13 @@ class FinetuneStudyWorkChain(WorkChain):
         spec.output("test_set", valid_type=LabelledDatasetData, help="The held-out test split.")
         spec.output_namespace("training_sets", valid_type=LabelledDatasetData, dynamic=True,
                               help="budget_<N>: the N training frames.")
-        spec.output_namespace("models", valid_type=MlipModelData, dynamic=True,
-                              help="<key>.budget_<N>: the model fine-tuned on N labels.")
-        spec.output_namespace("metrics", valid_type=orm.Dict, dynamic=True,
-                              help="<key>.budget_<N>: test-split metrics (budget_0: zero-shot).")
-        spec.output_namespace("general_metrics", valid_type=orm.Dict, dynamic=True,
-                              help="<key>.budget_<N>: general-set metrics (forgetting).")
-        spec.output_namespace("scan_metrics", valid_type=orm.Dict, dynamic=True,
-                              help="<key>.budget_<N>: bond-scan stretch-energy errors on the test split (eV).")
+        for name, valid_type, what in PER_BUDGET_OUTPUTS:
+            spec.output_namespace(name, valid_type=valid_type, dynamic=True, help=f"<key>.budget_<N>: {what}.")
         spec.output("learning_curve", valid_type=orm.Dict, help="Learning curves, gains and forgetting per model.")
         spec.exit_code(420, "ERROR_FINETUNE_FAILED", message="Fine-tuning failed: {details}")
         spec.exit_code(430, "ERROR_EVALUATION_FAILED", message="Evaluation failed: {details}")
         spec.exit_code(440, "ERROR_METRICS_FAILED", message="Metrics could not be computed: {details}")
+        spec.inputs.validator = validate_inputs
 
     # ------------------------------------------------------------------ helpers
     def _positive_budgets(self) -> list[int]:
@@ -429,222 +424,3 @@ class FinetuneStudyWorkChain(WorkChain):
             text = ", ".join(f"{b}: {1000 * f:.0f}" if f is not None else f"{b}: -"
                              for b, f in zip(entry["budgets"], force))
             self.report(f"{key}: test force MAE (meV/Å) by budget {text}")
-
-
-# ------------------------------------------------------------------------------- study files (YAML)
-
-STUDY_KEYS = {"name", "description", "dataset", "general_set", "models", "budgets", "split", "seed",
-              "hyperparameters", "energy_reference", "general_energy_reference", "max_concurrent_jobs",
-              "finetune_options", "evaluate_settings"}
-
-
-@dataclasses.dataclass
-class StudySpec:
-    """A fine-tuning study read from ``workchains/finetune-*.yaml`` (see :func:`load_study`)."""
-
-    name: str
-    dataset: Any
-    models: list
-    budgets: list[int]
-    description: str = ""
-    general_set: Any = None
-    split: dict = dataclasses.field(default_factory=dict)
-    seed: int = 0
-    hyperparameters: dict = dataclasses.field(default_factory=dict)
-    energy_reference: str = "relative:min"
-    general_energy_reference: str | None = None
-    max_concurrent_jobs: int = 0
-    finetune_options: dict = dataclasses.field(default_factory=dict)
-    evaluate_settings: dict = dataclasses.field(default_factory=dict)
-    path: pathlib.Path | None = None
-
-    def model_keys(self) -> list[str]:
-        """The key of each model in ``base_models`` (a link label made from its name)."""
-        from aiida_reactmlip.workflows.benchmark import link_label
-
-        return [link_label(model if isinstance(model, str) else str(model.get("name") or model.get("pk")))
-                for model in self.models]
-
-
-def load_study(path: str | pathlib.Path) -> StudySpec:
-    """Read and check a study file; errors name the file and the offending key or value.
-
-    A study file::
-
-        name: finetune-ch4-dissociation
-        description: CHGNet, SevenNet and MACE fine-tuned on 0-20 pw.x labels of the reactive pool.
-        dataset: reactive-pool          # a fixture dataset name, a dataset pk/UUID, or an .extxyz path
-        general_set: general-reference-set   # optional, same forms: forgetting is measured on it
-        models:                         # registry names, stored pks, or model files
-          - chgnet-0.3.0
-          - {file: fixtures/models/mace-fixture.model, family: mace, name: mace-fixture}
-        budgets: [0, 5, 10, 20]         # numbers of DFT labels (0 = zero-shot)
-        split: {test_fraction: 0.25, validation_fraction: 0.15, seed: 0}
-        seed: 0                         # budget subsets and fine-tunes
-        hyperparameters: {chgnet: {epochs: 30, learning_rate: 3.0e-4}}   # by family or model key
-        energy_reference: relative:min
-        max_concurrent_jobs: 2          # jobs at once; 0: all
-    """
-    from aiida_reactmlip.calculations.split import split_parameters
-    from aiida_reactmlip.workflows.spec_files import read_spec_file
-
-    path = pathlib.Path(path)
-    data = read_spec_file(path, "study", STUDY_KEYS)
-    for key in ("name", "dataset", "models", "budgets"):
-        if data.get(key) in (None, "", []):
-            raise ValueError(f"{path}: '{key}' is required")
-    if not isinstance(data["models"], list):
-        raise ValueError(f"{path}: 'models' must be a list of registry names, pks or {{file, family, name}}")  # noqa: TRY004
-    for model in data["models"]:
-        if isinstance(model, dict):
-            if "pk" not in model and not {"file", "family", "name"} <= set(model):
-                raise ValueError(f"{path}: a model given as a mapping needs 'pk', or 'file', 'family' and 'name': "
-                                 f"got {model}")
-        elif not isinstance(model, (str, int)):
-            raise ValueError(f"{path}: a model must be a registry name, a pk or a mapping, got {model!r}")  # noqa: TRY004
-        elif isinstance(model, str):
-            from aiida_reactmlip.models import get_model_spec
-
-            get_model_spec(model)  # raises UnknownModelError listing the available names
-    message = _check_budgets(data["budgets"]) if isinstance(data["budgets"], list) else "budgets must be a list"
-    if message:
-        raise ValueError(f"{path}: {message}")
-    try:
-        split = split_parameters(dict(data.get("split") or {}))
-    except ValueError as exception:
-        raise ValueError(f"{path}: split: {exception}") from exception
-    hyperparameters = data.get("hyperparameters") or {}
-    if not isinstance(hyperparameters, dict) or not all(isinstance(v, dict) for v in hyperparameters.values()):
-        raise ValueError(f"{path}: 'hyperparameters' must map a family or model key to a mapping of values")
-    return StudySpec(
-        name=str(data["name"]), dataset=data["dataset"], models=list(data["models"]), budgets=list(data["budgets"]),
-        description=str(data.get("description", "")), general_set=data.get("general_set"), split=split,
-        seed=int(data.get("seed", 0)), hyperparameters=hyperparameters,
-        energy_reference=str(data.get("energy_reference", "relative:min")),
-        general_energy_reference=data.get("general_energy_reference"),
-        max_concurrent_jobs=int(data.get("max_concurrent_jobs", 0)),
-        finetune_options=dict(data.get("finetune_options") or {}),
-        evaluate_settings=dict(data.get("evaluate_settings") or {}), path=path,
-    )
-
-
-def resolve_dataset(entry, base: pathlib.Path | None = None) -> LabelledDatasetData:
-    """A stored ``LabelledDatasetData`` from a study's dataset entry: a pk, a UUID, an ``.extxyz`` path
-    (relative to the study file, then to the working directory), a fixture dataset name, or a mapping
-    ``{pk: N}``, ``{uuid: ...}``, ``{extxyz: PATH}``, ``{fixture: NAME}``."""
-    if isinstance(entry, dict):
-        if len(entry) != 1 or next(iter(entry)) not in ("pk", "uuid", "extxyz", "fixture"):
-            raise ValueError(f"a dataset mapping needs exactly one of pk, uuid, extxyz, fixture: got {entry}")
-        kind, value = next(iter(entry.items()))
-    elif isinstance(entry, int) or (isinstance(entry, str) and entry.isdigit()):
-        kind, value = "pk", int(entry)
-    elif isinstance(entry, str) and entry.endswith((".extxyz", ".xyz")):
-        kind, value = "extxyz", entry
-    elif isinstance(entry, str) and len(entry) == 36 and entry.count("-") == 4:
-        kind, value = "uuid", entry
-    else:
-        kind, value = "fixture", entry
-    if kind in ("pk", "uuid"):
-        node = orm.load_node(value)
-        if not isinstance(node, LabelledDatasetData):
-            raise ValueError(f"node {value} is a {type(node).__name__}, not a LabelledDatasetData")
-        return node
-    if kind == "extxyz":
-        candidates = [pathlib.Path(value)] if base is None else [base / value, pathlib.Path(value)]
-        for candidate in candidates:
-            if candidate.is_file():
-                return LabelledDatasetData.from_extxyz(candidate).store()
-        raise ValueError(f"dataset file {value} not found (looked at {', '.join(map(str, candidates))})")
-    from aiida_reactmlip.datasets import fixture_path
-
-    return stored_fixture_dataset(fixture_path(str(value)))
-
-
-def stored_fixture_dataset(path: pathlib.Path) -> LabelledDatasetData:
-    """The ``LabelledDatasetData`` of a fixture extxyz file, stored once: found again by the file's sha256
-    (extra ``fixture_sha256``), so that every study on a fixture uses the same dataset node."""
-    from aiida_reactmlip.data.model import sha256_of
-
-    digest = sha256_of(path)
-    query = orm.QueryBuilder().append(LabelledDatasetData, filters={"extras.fixture_sha256": digest}, tag="d")
-    existing = query.order_by({"d": "id"}).first(flat=True)
-    if existing is not None:
-        return existing
-    node = LabelledDatasetData.from_extxyz(path)
-    node.label = path.stem
-    node.description = f"fixture dataset {path.name}"
-    node.store()
-    node.base.extras.set_many({"fixture_sha256": digest, "fixture": path.stem})
-    return node
-
-
-def resolve_model(entry, base: pathlib.Path | None = None) -> MlipModelData:
-    """A stored ``MlipModelData`` from a study's model entry: a registry name, a pk, ``{pk: N}`` or
-    ``{file: PATH, family: F, name: NAME}`` (elements and cutoff read from the file; deduplicated by sha256)."""
-    from aiida_reactmlip import provision
-
-    if isinstance(entry, str) and not entry.isdigit():
-        return provision.ensure_registry_models([entry])[entry]
-    if isinstance(entry, (int, str)) or "pk" in entry:
-        node = orm.load_node(int(entry if not isinstance(entry, dict) else entry["pk"]))
-        if not isinstance(node, MlipModelData):
-            raise ValueError(f"node {entry} is a {type(node).__name__}, not an MlipModelData")
-        return node
-    from aiida_reactmlip.models import describe_model_file
-
-    candidates = [pathlib.Path(entry["file"])] if base is None else [base / entry["file"], pathlib.Path(entry["file"])]
-    file = next((c for c in candidates if c.is_file()), None)
-    if file is None:
-        raise ValueError(f"model file {entry['file']} not found (looked at {', '.join(map(str, candidates))})")
-    description = describe_model_file(entry["family"], file)
-    node, _ = MlipModelData.get_or_create(
-        file=str(file), family=entry["family"], model_name=entry["name"], version=entry.get("version"),
-        elements=description["elements"], cutoff=description.get("cutoff"), dtype=description.get("dtype"),
-        source=str(file.resolve()),
-    )
-    return node
-
-
-def study_builder(spec: StudySpec):
-    """The FinetuneStudyWorkChain builder of a study (datasets and models stored, codes set up)."""
-    from aiida_reactmlip import provision
-    from aiida_reactmlip.workflows.benchmark import link_label
-
-    base = spec.path.parent.resolve().parent if spec.path is not None else None  # repository root of workchains/
-    computer = provision.ensure_localhost()
-    codes = provision.ensure_codes(computer)
-    builder = FinetuneStudyWorkChain.get_builder()
-    builder.dataset = resolve_dataset(spec.dataset, base)
-    if spec.general_set is not None:
-        builder.general_set = resolve_dataset(spec.general_set, base)
-    models = {}
-    for key, entry in zip(spec.model_keys(), spec.models):
-        models[key] = resolve_model(entry, base)
-    builder.base_models = models
-    builder.budgets = orm.List([int(b) for b in spec.budgets])
-    builder.split_parameters = orm.Dict(spec.split)
-    builder.seed = orm.Int(spec.seed)
-    if spec.hyperparameters:
-        # keys: a family (chgnet, sevenn, mace) or a model (its key or its name); the validator names bad ones
-        builder.hyperparameters = {k if k in models or link_label(k) not in models else link_label(k): orm.Dict(v)
-                                   for k, v in spec.hyperparameters.items()}
-    builder.runner_code = codes["runner"]
-    builder.metrics_settings = orm.Dict({"energy_reference": spec.energy_reference})
-    if spec.general_energy_reference:
-        builder.general_metrics_settings = orm.Dict({"energy_reference": spec.general_energy_reference})
-    builder.max_concurrent_jobs = orm.Int(spec.max_concurrent_jobs)
-    if spec.finetune_options:
-        builder.finetune_options = orm.Dict(spec.finetune_options)
-    if spec.evaluate_settings:
-        builder.evaluate_settings = orm.Dict(spec.evaluate_settings)
-    builder.metadata.label = f"finetune study {spec.name}"
-    builder.metadata.description = spec.description
-    return builder
-
-
-def run_study(spec: StudySpec):
-    """Run the study in-process (``aiida.engine.run_get_node``); return the FinetuneStudyWorkChain node."""
-    from aiida.engine import run_get_node
-
-    _, node = run_get_node(study_builder(spec))
-    return node

@@ -1,17 +1,16 @@
 """``reactmlip.label``: structures -> one PwBaseWorkChain each -> ``LabelledDatasetData``.
 
-Per structure, the pw.x inputs follow the protocol (``workflows/protocols/label.yaml``) and the
+Per structure, the pw.x inputs follow the protocol (``aiida_reactmlip/protocols/label.yaml``) and the
 structure's extras: ``multiplicity`` (2S+1; e.g. 3 for O2) runs it spin-polarised with the total
 magnetisation fixed at 2S Bohr magnetons, ``spin_polarised`` (bool, periodic systems without a
 ``multiplicity``: Ni slabs, O2 on a metal) runs it spin-polarised with a free magnetisation,
 ``dipole_correction`` (bool) adds a dipole correction along c
-to a slab. AiiDA caching applies to the pw.x calculations: labelling the same structure with the same
+to a slab. Without these extras the ``spin`` input decides (``auto`` by default: Cr, Mn, Fe, Co or Ni,
+odd-electron molecules/atoms and O2 run spin-polarised; see :mod:`aiida_reactmlip.spin`). AiiDA caching applies to the pw.x calculations: labelling the same structure with the same
 inputs again, with caching enabled, reuses the earlier calculation instead of running pw.x.
 """
 
 from __future__ import annotations
-
-import typing as t
 
 from aiida import orm
 from aiida.engine import WorkChain
@@ -28,6 +27,7 @@ from aiida_reactmlip.qe_settings import (
     pw_choices,
     spin_settings,
 )
+from aiida_reactmlip.spin import SPIN_MODES, SpinChoice, choose_spin
 
 PwBaseWorkChain = WorkflowFactory("quantumespresso.pw.base")
 
@@ -54,6 +54,14 @@ def structure_multiplicity(structure: orm.StructureData) -> int | None:
     return None if value is None else value
 
 
+def structure_spin(structure: orm.StructureData, mode: str = "auto") -> SpinChoice:
+    """The spin treatment of ``structure`` under ``mode`` (auto | off | on); its ``multiplicity`` and
+    ``spin_polarised`` extras win (see :func:`aiida_reactmlip.spin.choose_spin`)."""
+    extras = {k: structure.base.extras.get(k) for k in (MULTIPLICITY_EXTRA, SPIN_POLARISED_EXTRA)
+              if structure.base.extras.get(k, None) is not None}
+    return choose_spin(structure.get_ase(), mode, info=extras)
+
+
 def wants_dipole_correction(structure: orm.StructureData, default: bool = False) -> bool:
     """Whether ``structure`` gets a dipole correction: its ``dipole_correction`` extra, else ``default`` for slabs."""
     value = structure.base.extras.get(DIPOLE_EXTRA, None)
@@ -71,13 +79,15 @@ def pw_parameters(
     frame_overrides: dict | None = None,
     dipole_correction: bool = False,
     multiplicity: int | None = None,
+    spin_polarised: bool | None = None,
 ) -> tuple[dict, dict]:
     """Return (pw.x namelists, choices) for one configuration.
 
     The choices of :func:`aiida_reactmlip.qe_settings.pw_choices` (cutoffs in Ry, k-mesh, occupations),
     spin from the ``multiplicity`` extra, dipole correction from the ``dipole_correction`` extra or the
     ``dipole_correction`` default for slabs, then ``parameter_overrides`` (all) and ``frame_overrides[key]``.
-    An explicit ``multiplicity`` replaces the extra.
+    An explicit ``multiplicity`` replaces the extra, an explicit ``spin_polarised`` (free magnetisation,
+    periodic systems) the ``spin_polarised`` extra.
     """
     atoms = structure.get_ase()
     cutoffs = family.get_recommended_cutoffs(structure=structure, unit="Ry")
@@ -90,7 +100,9 @@ def pw_parameters(
     if multiplicity is None:
         multiplicity = structure_multiplicity(structure)
     spin = spin_settings(multiplicity, valence_electrons(structure, family), [k.name for k in structure.kinds])
-    if not spin and multiplicity is None and structure.base.extras.get(SPIN_POLARISED_EXTRA, False) \
+    if spin_polarised is None:
+        spin_polarised = structure.base.extras.get(SPIN_POLARISED_EXTRA, False)
+    if not spin and multiplicity is None and spin_polarised \
             and choices["occupations"] == "smearing":
         spin = free_spin_settings([(k.name, k.symbol) for k in structure.kinds])
     system.update(spin)
@@ -107,21 +119,34 @@ def pw_parameters(
     return parameters, choices
 
 
-def validate_inputs(inputs, _):
-    """Check everything that can be checked before a single pw.x job is submitted."""
+def protocol_and_family(inputs, prefix: str = "") -> tuple:
+    """``(pseudopotential family group, None)`` of ``inputs`` (``protocol``, ``pseudo_family``), or ``(None, why
+    not)``: an unknown protocol or a family not installed. ``prefix`` names the namespace in messages."""
     from aiida.common.exceptions import NotExistent
 
     protocol = inputs.get("protocol")
     if protocol is not None and protocol.value not in available_protocols():
-        return f"unknown protocol {protocol.value!r}; available: {', '.join(available_protocols())}"
+        return None, f"unknown {prefix}protocol {protocol.value!r}; available: {', '.join(available_protocols())}"
+    family_label = inputs["pseudo_family"].value
+    try:
+        return orm.load_group(family_label), None
+    except NotExistent:
+        return None, (f"pseudopotential family {family_label!r} not found; run `reactmlip setup` or "
+                      "`aiida-pseudo list`")
+
+
+def validate_inputs(inputs, _):
+    """Check everything that can be checked before a single pw.x job is submitted."""
+    family, message = protocol_and_family(inputs)
+    if message:
+        return message
     structures = inputs.get("structures", {})
     if not structures:
         return "no structures given: pass at least one StructureData in the `structures` namespace"
+    spin_mode = inputs["spin"].value if "spin" in inputs else "auto"
+    if spin_mode not in SPIN_MODES:
+        return f"unknown spin mode {spin_mode!r}; choose one of {', '.join(SPIN_MODES)}"
     family_label = inputs["pseudo_family"].value
-    try:
-        family = orm.load_group(family_label)
-    except NotExistent:
-        return f"pseudopotential family {family_label!r} not found; run `reactmlip setup` or `aiida-pseudo list`"
     available = set(family.elements)
     frame_overrides = inputs["frame_overrides"].get_dict() if "frame_overrides" in inputs else {}
     unknown = sorted(set(frame_overrides) - set(structures))
@@ -140,7 +165,8 @@ def validate_inputs(inputs, _):
         if overlap:
             return overlap
         try:
-            spin_settings(structure_multiplicity(structure), valence_electrons(structure, family))
+            choice = structure_spin(structure, spin_mode)
+            spin_settings(choice.multiplicity, valence_electrons(structure, family))
         except ValueError as exception:
             return f"structure {key!r}: {exception}"
         if structure.base.extras.get(DIPOLE_EXTRA, False):
@@ -168,13 +194,16 @@ class LabelWorkChain(WorkChain):
         spec.input("pw_code", valid_type=orm.AbstractCode, help="Code configured for quantumespresso.pw.")
         spec.input("pseudo_family", valid_type=orm.Str, help="Label of an aiida-pseudo family with cutoffs.")
         spec.input("protocol", valid_type=orm.Str, default=lambda: orm.Str("moderate"),
-                   help="fast | moderate | precise (see workflows/protocols/label.yaml).")
+                   help="fast | moderate | precise (see aiida_reactmlip/protocols/label.yaml).")
         spec.input("parameter_overrides", valid_type=orm.Dict, required=False,
                    help="pw.x namelist overrides applied to every configuration, e.g. {'SYSTEM': {'nspin': 2}}.")
         spec.input("frame_overrides", valid_type=orm.Dict, required=False,
                    help="Per-structure pw.x namelist overrides: {structure key: {'SYSTEM': {...}}}.")
         spec.input("dipole_correction", valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help="Dipole correction along c for every slab (a structure's `dipole_correction` extra wins).")
+        spec.input("spin", valid_type=orm.Str, default=lambda: orm.Str("auto"),
+                   help="auto | off | on: spin polarisation per configuration (aiida_reactmlip/spin.py); a "
+                   "structure's `multiplicity` / `spin_polarised` extras win.")
         spec.input("options", valid_type=orm.Dict, required=False,
                    help="metadata.options for each pw.x job (resources, max_wallclock_seconds, ...).")
         spec.input("max_iterations", valid_type=orm.Int, default=lambda: orm.Int(3),
@@ -194,6 +223,7 @@ class LabelWorkChain(WorkChain):
         self.ctx.family = orm.load_group(self.inputs.pseudo_family.value)
 
     def _builder(self, key: str, structure: orm.StructureData):
+        spin = structure_spin(structure, self.inputs.spin.value)
         parameters, choices = pw_parameters(
             key,
             structure,
@@ -202,6 +232,8 @@ class LabelWorkChain(WorkChain):
             parameter_overrides=self.inputs.parameter_overrides.get_dict() if "parameter_overrides" in self.inputs else None,
             frame_overrides=self.inputs.frame_overrides.get_dict() if "frame_overrides" in self.inputs else None,
             dipole_correction=self.inputs.dipole_correction.value,
+            multiplicity=spin.multiplicity,
+            spin_polarised=spin.free,
         )
         electronic_type = "insulator" if choices["occupations"] == "fixed" else "metal"
         from aiida_quantumespresso.common.types import ElectronicType
@@ -286,62 +318,3 @@ def _drop_smearing(parameters: dict) -> dict:
     system.pop("degauss", None)
     system["occupations"] = "fixed"
     return {**parameters, "SYSTEM": system}
-
-
-def structures_from_atoms(atoms_list: t.Iterable, names: t.Iterable[str] | None = None) -> dict[str, orm.StructureData]:
-    """StructureData (unstored) from ASE Atoms, with the scalar ``atoms.info`` entries (multiplicity, role, ...)
-    as extras once stored; keys are valid link labels made from ``names`` or ``info['name']`` or the index."""
-    import re
-
-    result = {}
-    names = list(names) if names is not None else None
-    for index, atoms in enumerate(atoms_list):
-        raw = names[index] if names is not None else str(atoms.info.get("name", f"frame_{index:04d}"))
-        key = re.sub(r"\W", "_", raw).strip("_") or f"frame_{index:04d}"
-        if key[0].isdigit():
-            key = f"s_{key}"
-        if key in result:
-            key = f"{key}_{index}"
-        structure = orm.StructureData(ase=atoms)
-        extras = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool)) and not k.startswith("_")}
-        structure.store()
-        structure.base.extras.set_many(extras)
-        result[key] = structure
-    return result
-
-
-def structures_from_group(group) -> dict[str, orm.StructureData]:
-    """The StructureData of an AiiDA group (or group label/pk), keyed by node label (made a valid link label), else pk."""
-    import re
-
-    group = group if isinstance(group, orm.Group) else orm.load_group(group)
-    nodes = [n for n in group.nodes if isinstance(n, orm.StructureData)]
-    if not nodes:
-        raise ValueError(f"group {group.label!r} holds no StructureData")
-    structures: dict[str, orm.StructureData] = {}
-    for node in nodes:
-        key = re.sub(r"\W", "_", node.label).strip("_") if node.label else ""
-        key = f"pk_{node.pk}" if not key or key[0].isdigit() or key in structures else key
-        structures[key] = node
-    return structures
-
-
-def get_label_builder(structures, protocol: str = "fast", pw_code=None, pseudo_family: str | None = None):
-    """Convenience builder: ``structures`` maps names to ASE Atoms or StructureData, or is an AiiDA group
-    (or group label) of StructureData (keys from the node labels, else ``pk``)."""
-    from aiida_reactmlip import provision
-
-    if isinstance(structures, (str, orm.Group)):
-        structures = structures_from_group(structures)
-    builder = LabelWorkChain.get_builder()
-    converted = {}
-    for name, s in structures.items():
-        if isinstance(s, orm.StructureData):
-            converted[name] = s
-        else:
-            converted.update(structures_from_atoms([s], [name]))
-    builder.structures = converted
-    builder.pw_code = pw_code or orm.load_code(f"{provision.PW_CODE_LABEL}@{provision.DEFAULT_COMPUTER}")
-    builder.pseudo_family = orm.Str(pseudo_family or provision.DEBIAN_FAMILY_LABEL)
-    builder.protocol = orm.Str(protocol)
-    return builder

@@ -18,8 +18,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from aiida_reactmlip import training
-from aiida_reactmlip.calculations import runner
-from aiida_reactmlip.calculations.runner_finetune import EXIT_DIVERGED
+from aiida_reactmlip import runner
+from aiida_reactmlip.runner.contract import EXIT_DIVERGED
 from aiida_reactmlip.frames import Frames, write_extxyz
 
 

@@ -11,9 +11,11 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
-from aiida_reactmlip.calculations import runner, runner_md
+from aiida_reactmlip import runner
 from aiida_reactmlip.frames import Frames, read_extxyz, write_extxyz
 from aiida_reactmlip.models import ensure_cell
+from aiida_reactmlip.runner import contract
+from aiida_reactmlip.runner import md as runner_md
 
 
 def h2() -> Atoms:
@@ -30,7 +32,7 @@ def cu4() -> Atoms:
 
 
 def settings(**overrides):
-    return runner_md.check_settings({"n_steps": 20, "save_every": 5, "temperature_K": 600.0, **overrides})
+    return contract.check_md_settings({"n_steps": 20, "save_every": 5, "temperature_K": 600.0, **overrides})
 
 
 # -------------------------------------------------------------------------- the MD loop, no model

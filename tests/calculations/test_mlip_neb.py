@@ -10,7 +10,7 @@ import pytest
 from ase import Atoms
 from ase.build import add_adsorbate, fcc111
 
-from aiida_reactmlip.calculations import runner
+from aiida_reactmlip import runner
 from aiida_reactmlip.frames import Frames, read_extxyz, write_extxyz
 
 
@@ -96,8 +96,8 @@ def test_runner_neb_not_converged_writes_band(tmp_path, capsys):
 def neb_entry_points(entry_points):
     from aiida.plugins.entry_point import get_entry_point_names
 
-    from aiida_reactmlip.calculations.neb import MlipNebCalculation
-    from aiida_reactmlip.parsers.neb import MlipNebParser
+    from aiida_reactmlip.calculations.mlip_neb import MlipNebCalculation
+    from aiida_reactmlip.parsers.mlip_neb import MlipNebParser
 
     # registered by pyproject.toml once the package is reinstalled; until then, only for these tests
     if "reactmlip.neb" not in get_entry_point_names("aiida.calculations"):
@@ -119,7 +119,7 @@ def test_neb_calcjob_h_hop_fcc_hcp(neb_entry_points, registry_models, codes):
     from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_reactmlip.calculations.neb import MlipNebCalculation
+    from aiida_reactmlip.calculations.mlip_neb import MlipNebCalculation
     from aiida_reactmlip.data.dataset import LabelledDatasetData
 
     initial, final = h_on_cu111("fcc"), h_on_cu111("hcp")
@@ -157,9 +157,9 @@ def test_neb_calcjob_h_hop_fcc_hcp(neb_entry_points, registry_models, codes):
     ("n_frames", "settings", "message"),
     [
         (1, {}, "NEB needs at least the two end states"),
-        (2, {"interpolation": "spline"}, "interpolation must be idpp or linear"),
+        (2, {"interpolation": "spline"}, "interpolation must be one of idpp, linear"),
         (2, {"n_images": 0}, "n_images (images between the end states) must be >= 1"),
-        (2, {"fixed_atoms": [12]}, "atom index(es) [12] out of range (9 atoms)"),
+        (2, {"fixed_atoms": [12]}, "atom index(es) [12] out of range for frame 0 (9 atoms)"),
         (2, {"images": 3}, "unknown neb setting(s) images"),
     ],
 )
@@ -167,7 +167,7 @@ def test_neb_refuses_bad_input(neb_entry_points, registry_models, codes, n_frame
     from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_reactmlip.calculations.neb import MlipNebCalculation
+    from aiida_reactmlip.calculations.mlip_neb import MlipNebCalculation
     from aiida_reactmlip.data.dataset import LabelledDatasetData
 
     images = LabelledDatasetData.from_atoms([h_on_cu111("fcc"), h_on_cu111("hcp")][:n_frames]).store()
@@ -182,7 +182,7 @@ def test_neb_refuses_bad_input(neb_entry_points, registry_models, codes, n_frame
 def test_neb_refuses_uncovered_element_and_unlike_images(neb_entry_points, registry_models, codes):
     from aiida.engine import run_get_node
 
-    from aiida_reactmlip.calculations.neb import MlipNebCalculation
+    from aiida_reactmlip.calculations.mlip_neb import MlipNebCalculation
     from aiida_reactmlip.data.dataset import LabelledDatasetData
 
     model = registry_models["chgnet-0.3.0"]

@@ -10,7 +10,7 @@ import pytest
 from ase import Atoms
 from ase.build import add_adsorbate, fcc111
 
-from aiida_reactmlip.calculations import runner
+from aiida_reactmlip import runner
 from aiida_reactmlip.frames import Frames, read_extxyz, write_extxyz
 
 
@@ -139,7 +139,7 @@ def test_runner_relax_not_converged_writes_outputs(tmp_path, capsys):
 def test_runner_relax_fixed_index_out_of_range(tmp_path, capsys):
     path = write_relax_input(tmp_path, [stretched_h2()], fixed_atoms={"0": [5]})
     assert runner.main(["relax", "--input", str(path)]) == runner.EXIT_INPUT
-    assert "out of range for 2 atoms" in capsys.readouterr().err
+    assert "out of range for frame 0 (2 atoms)" in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------------- CalcJob

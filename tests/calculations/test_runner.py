@@ -12,7 +12,7 @@ import pytest
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc111
 
-from aiida_reactmlip.calculations import runner
+from aiida_reactmlip import runner
 from aiida_reactmlip.frames import Frames, write_extxyz
 from aiida_reactmlip.models import is_periodic_3d, load_calculator, locate_model_file
 
@@ -69,11 +69,35 @@ def split(forces: np.ndarray, images) -> list[np.ndarray]:
 # -------------------------------------------------------------------------- no model needed
 
 
-def test_runner_module_is_aiida_free():
-    text = pathlib.Path(runner.__file__).read_text()
-    assert "from aiida " not in text and "import aiida\n" not in text and "from aiida." not in text
-    code = "import sys, aiida_reactmlip.calculations.runner; assert 'aiida' not in sys.modules"
+def test_runner_package_is_aiida_free():
+    """Every module of the runner package imports without aiida (the package root of aiida_reactmlip is
+    import-free): the executable runs on a node without an AiiDA installation."""
+    package = pathlib.Path(runner.__file__).parent
+    modules = sorted(f"aiida_reactmlip.runner.{path.stem}" for path in package.glob("*.py") if path.stem != "__init__")
+    assert {"aiida_reactmlip.runner.contract", "aiida_reactmlip.runner.__main__", "aiida_reactmlip.runner.md"} <= set(modules)
+    for path in package.glob("*.py"):
+        text = path.read_text()
+        assert "from aiida " not in text and "import aiida\n" not in text and "from aiida." not in text, path
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "found = sorted(m for m in sys.modules if m == 'aiida' or m.startswith('aiida.'))\n"
+        "assert not found, found\n"
+        "assert 'aiida_reactmlip.runner.evaluate' in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runner_runs_as_a_module(tmp_path):
+    """``python -m aiida_reactmlip.runner`` is the console script: an invalid input gives exit 10 and status.json."""
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps({"family": "chgnet", "frames_file": "f.extxyz", "model_file": "m", "mode": "x"}))
+    done = subprocess.run([sys.executable, "-m", "aiida_reactmlip.runner", "evaluate", "--input", str(path)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == runner.EXIT_INPUT, done.stderr
+    assert "mode must be one of" in done.stderr and "RuntimeWarning" not in done.stderr
+    assert json.loads((tmp_path / "status.json").read_text())["exit_code"] == runner.EXIT_INPUT
 
 
 def test_choose_mode():

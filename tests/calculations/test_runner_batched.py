@@ -10,7 +10,7 @@ import pytest
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc111
 
-from aiida_reactmlip.calculations import runner
+from aiida_reactmlip import runner
 from aiida_reactmlip.frames import Frames, write_extxyz
 from aiida_reactmlip.models import is_periodic_3d, load_calculator, locate_model_file
 

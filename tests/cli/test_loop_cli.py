@@ -52,7 +52,7 @@ def loop_file(tmp_path_factory):
         "target_force_mae": 0.01,  # eV/Å: not reached in 1 round
         "seeds": [4],
         "baseline": "random",
-        "finetune": {"epochs": 1, "batch_size": 2, "learning_rate": 1e-4, "num_threads": 2},
+        "hyperparameters": {"epochs": 1, "batch_size": 2, "learning_rate": 1e-4, "num_threads": 2},
     }
     path = folder / "loop-cli-smoke.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -87,6 +87,17 @@ def test_dry_run_says_what_would_run(loop_file):
     assert result.exit_code == 0, result.output
     assert "loop cli-smoke: oracle (DFT-labelled pool); model chgnet-0.3.0; strategies fps vs random; k 2" in result.output
     assert "target_force_mae 0.01" in result.output and "max_rounds 1" in result.output
+
+
+def test_old_keys_are_read_and_the_warning_is_echoed(loop_file, tmp_path):
+    spec = yaml.safe_load(loop_file.read_text())
+    spec["finetune"] = spec.pop("hyperparameters")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = invoke("loop", "run", str(path), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"warning: {path}: 'finetune' is deprecated in loop files, write 'hyperparameters' instead" in result.output
+    assert "loop cli-smoke: oracle (DFT-labelled pool)" in result.output
 
 
 @pytest.fixture(scope="module")

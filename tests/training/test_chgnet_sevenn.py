@@ -314,6 +314,19 @@ def test_chgnet_without_validation_frames_and_frozen_graph(data, tmp_path):
 
 
 @pytest.mark.mlip
+def test_sevenn_frozen_graph_trains_only_the_readout(data, tmp_path):
+    """freeze="graph" on SevenNet-0 (5 interaction blocks; the preset names up to 10): only the readout moves."""
+    import torch
+
+    result = finetune("sevenn", base_file("sevenn"), data["train"][:2], [], tmp_path, epochs=1, freeze="graph",
+                      energy_reference="keep", seed=1, num_threads=1)
+    base = torch.load(base_file("sevenn"), map_location="cpu", weights_only=False)["model_state_dict"]
+    tuned = torch.load(result.model_file, map_location="cpu", weights_only=False)["model_state_dict"]
+    changed = {k.split(".")[0] for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed == {"reduce_input_to_hidden", "reduce_hidden_to_energy"}
+
+
+@pytest.mark.mlip
 def test_chgnet_020_base_keeps_its_output_bias(data, tmp_path):
     """CHGNet 0.2.0 was trained with a bias in its output MLPs; the fine-tuned file must keep it."""
     import torch

@@ -295,7 +295,7 @@ def test_exploration_round_md_fps_pwx_and_a_rerun_runs_no_pwx_again(codes, regis
     from aiida.manage.caching import enable_caching
 
     from aiida_reactmlip.systems import get_system
-    from aiida_reactmlip.workflows.label import structures_from_atoms
+    from aiida_reactmlip.specs.builders import structures_from_atoms
 
     validation = h2_scan_label.outputs.dataset
     starts = [a for a in get_system("h2-dissociation").configurations if a.info["name"] in ("h2-scan-0.75", "h2-scan-1.10")]
@@ -360,7 +360,7 @@ def test_evidence_committee_loop_against_random_on_the_dft_pool(tmp_path):
 
     from aiida_reactmlip.cli import cmd_root
     from aiida_reactmlip.metrics.loop import compare_to_random
-    from aiida_reactmlip.workflows.active_learning import load_loop_spec
+    from aiida_reactmlip.specs.loop import load_loop_spec
 
     path = pathlib.Path(__file__).resolve().parents[2] / "workchains" / "loop-ch4-evidence.yaml"
     spec = load_loop_spec(path)

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from aiida_reactmlip.workflows.campaign import campaign_configurations, load_campaign
+from aiida_reactmlip.specs.campaign import campaign_configurations, load_campaign
 
 #: the zero-shot benchmark campaigns (finetune-*.yaml and loop-*.yaml are other kinds of studies)
 CAMPAIGNS = sorted(path for path in (pathlib.Path(__file__).parents[2] / "workchains").glob("*.yaml")

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from aiida_reactmlip.workflows.campaign import (
+from aiida_reactmlip.specs.campaign import (
     CampaignSpec,
     SystemRequest,
     campaign_configurations,
@@ -87,7 +87,7 @@ def test_neb_end_states_have_one_kind_per_element(aiida_profile, tmp_path):
     """The slab builders tag layers (StructureData kinds Cu, Cu1, ...); neb.x needs one kind per element."""
     from aiida.orm import StructureData
 
-    from aiida_reactmlip.workflows.neb import _check_end_states
+    from aiida_reactmlip.workflows.dft_neb import _check_end_states
 
     spec = growth_campaign_with_dft_neb(tmp_path)
     initial, final = check_dft_neb(spec, "test")
@@ -104,8 +104,8 @@ def test_campaign_builder_carries_neb_options_fixed_atoms_and_evaluate_settings(
     """What the growth campaign with a dft_neb hands to reactmlip.benchmark (no process is run)."""
     import json
 
-    from aiida_reactmlip.workflows.campaign import campaign_builder
-    from aiida_reactmlip.workflows.neb import band_fixed_atoms
+    from aiida_reactmlip.specs.campaign import campaign_builder
+    from aiida_reactmlip.workflows.dft_neb import band_fixed_atoms
 
     text = (WORKCHAINS / "cu-adatom-cu111.yaml").read_text().replace("models: all", "models: [chgnet-0.3.0]")
     text += ("dft_neb: {initial: cu-adatom-cu111-fcc, final: cu-adatom-cu111-hcp, num_images: 3}\n"

@@ -12,9 +12,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
+from aiida_reactmlip.specs.study import load_study
 from aiida_reactmlip.workflows.finetune_study import (
     FinetuneStudyWorkChain,
-    load_study,
     nested_budget_indices,
     resolve_hyperparameters,
 )
@@ -93,7 +93,7 @@ def _model(family="chgnet", elements=("Cu", "H"), name="test-model"):
         ({"elements": ["Cu"]}, "does not cover element(s) H of the labelled pool"),
         ({"general_elements": ["Cu", "H", "O"]}, "does not cover element(s) O of the general set"),
         ({"family": "mattersim"}, "family 'mattersim', which has no fine-tuning support"),
-        ({"hyperparameters": {"chgnet": {"epoch": 2}}}, "unknown chgnet hyperparameter(s) epoch for m"),
+        ({"hyperparameters": {"chgnet": {"epoch": 2}}}, "(m): unknown chgnet hyperparameter(s) epoch"),
         ({"hyperparameters": {"sevenn": {"epochs": 2}}}, "hyperparameters given for sevenn, which is neither"),
         ({"split": {"test_fraction": 0.0, "validation_fraction": 0.2}}, "the test split of the labelled pool"),
         ({"split": {"test_fraction": 0.2, "seed": 1, "sets": 3}}, "unknown split parameter(s) sets"),
@@ -157,8 +157,8 @@ def test_shipped_study_files_load():
 
 def fixture_node(name: str) -> LabelledDatasetData:
     """A DFT-labelled fixture dataset (fixtures/datasets, real pw.x) as a stored node."""
-    from aiida_reactmlip.datasets import fixture_path
-    from aiida_reactmlip.workflows.finetune_study import stored_fixture_dataset
+    from aiida_reactmlip.fixture_data import fixture_path
+    from aiida_reactmlip.specs.datasets import stored_fixture_dataset
 
     return stored_fixture_dataset(fixture_path(name))
 
@@ -265,7 +265,7 @@ def test_full_study_chgnet_gains_and_reproducible_model(codes):
     import pathlib
 
     from aiida_reactmlip.calculations.finetune import FinetuneCalculation
-    from aiida_reactmlip.workflows.finetune_study import run_study
+    from aiida_reactmlip.specs.study import run_study
 
     spec = load_study(pathlib.Path(__file__).parents[2] / "workchains" / "finetune-ch4-dissociation.yaml")
     node = run_study(spec)

@@ -7,7 +7,8 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase.build import molecule
 
-from aiida_reactmlip.workflows.label import LabelWorkChain, structures_from_atoms
+from aiida_reactmlip.specs.builders import structures_from_atoms
+from aiida_reactmlip.workflows.label import LabelWorkChain
 
 pytestmark = pytest.mark.pwx
 

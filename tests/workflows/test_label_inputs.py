@@ -14,12 +14,8 @@ from aiida_reactmlip.qe_settings import (
     spin_settings,
     vacuum_thickness,
 )
-from aiida_reactmlip.workflows.label import (
-    LabelWorkChain,
-    get_label_builder,
-    pw_parameters,
-    structures_from_atoms,
-)
+from aiida_reactmlip.specs.builders import get_label_builder, structures_from_atoms
+from aiida_reactmlip.workflows.label import LabelWorkChain, pw_parameters
 
 
 def test_spin_settings_triplet_and_parity():

@@ -10,7 +10,8 @@ from aiida.manage.caching import enable_caching
 from ase import Atoms
 
 from aiida_reactmlip.systems.molecules import diatomic
-from aiida_reactmlip.workflows.label import LabelWorkChain, structures_from_atoms
+from aiida_reactmlip.specs.builders import structures_from_atoms
+from aiida_reactmlip.workflows.label import LabelWorkChain
 
 pytestmark = pytest.mark.pwx
 

@@ -8,7 +8,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase import Atoms
 
-from aiida_reactmlip.workflows.neb import DftNebWorkChain, interpolate_band
+from aiida_reactmlip.workflows.dft_neb import DftNebWorkChain, interpolate_band
 
 SERIAL = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}, "withmpi": False}
 BOX = (6.0, 6.0, 9.0)  # Å; the collinear H3 lies along z
@@ -90,7 +90,7 @@ def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
 
 
 def test_fixed_atoms_default_to_the_initial_state_extra(aiida_profile):
-    from aiida_reactmlip.workflows.neb import band_fixed_atoms
+    from aiida_reactmlip.workflows.dft_neb import band_fixed_atoms
 
     plain, tagged = _structure(h3(0.75, 1.8)), _structure(h3(0.75, 1.8), fixed_atoms="[1]")
     assert band_fixed_atoms(plain) == []
@@ -201,7 +201,7 @@ def test_band_not_converged_is_an_exit_code(codes, pseudo_family):
 
 
 def test_get_neb_builder_from_atoms(codes, pseudo_family):
-    from aiida_reactmlip.workflows.neb import get_neb_builder
+    from aiida_reactmlip.specs.builders import get_neb_builder
 
     initial, final = h3(0.75, 2.1), h3(2.1, 0.75)
     initial.info["multiplicity"] = 2

@@ -1,4 +1,4 @@
-"""Campaigns: a study described in YAML (systems, models, protocol) run as one ``reactmlip.benchmark``.
+"""Campaign files: systems x models x protocol described in YAML, run as one ``reactmlip.benchmark``.
 
 A campaign file (``workchains/NAME.yaml``)::
 
@@ -34,9 +34,10 @@ import dataclasses
 import json
 import pathlib
 import re
-import typing as t
 
-from aiida_reactmlip.workflows.spec_files import read_spec_file
+from aiida_reactmlip.specs.builders import set_dicts
+from aiida_reactmlip.specs.codes import choose_pseudo_family, dft_options, local_codes, run_in_process
+from aiida_reactmlip.specs.files import check_settings, read_spec_file
 
 KNOWN_KEYS = {"name", "category", "description", "systems", "models", "protocol", "pseudo_family", "pw_processes",
               "energy_reference", "relax_minima", "relax_settings", "dft_neb", "mlip_neb_settings",
@@ -105,16 +106,10 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
     protocol = data.get("protocol", "fast")
     if protocol not in available_protocols():
         raise ValueError(f"{path}: unknown protocol {protocol!r}; available: {', '.join(available_protocols())}")
-    for key in ("relax_settings", "mlip_neb_settings", "evaluate_settings"):
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            raise ValueError(f"{path}: '{key}' must be a mapping of settings, not {data[key]!r}")
-    if data.get("evaluate_settings"):
-        from aiida_reactmlip.calculations.evaluate import DEFAULT_SETTINGS as EVALUATE_SETTINGS
+    from aiida_reactmlip.calculations.evaluate import DEFAULT_SETTINGS as EVALUATE_SETTINGS
 
-        unknown = sorted(set(data["evaluate_settings"]) - set(EVALUATE_SETTINGS))
-        if unknown:
-            raise ValueError(f"{path}: unknown evaluate_settings key(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(EVALUATE_SETTINGS)}")
+    check_settings(data, ("relax_settings", "mlip_neb_settings"), path)
+    check_settings(data, ("evaluate_settings",), path, known=EVALUATE_SETTINGS)
     if not isinstance(data.get("relax_minima", True), bool):
         raise ValueError(f"{path}: 'relax_minima' must be true or false, not {data['relax_minima']!r}")
     spec = CampaignSpec(
@@ -196,32 +191,9 @@ def campaign_configurations(spec: CampaignSpec) -> list:
     return configurations
 
 
-def choose_pseudo_family(elements: t.Iterable[str], requested: str | None = None) -> str:
-    """The requested family, else Debian's PBE family when it covers the elements, else PseudoDojo."""
-    from aiida import orm
-
-    from aiida_reactmlip import provision
-    from aiida_reactmlip.pseudos import PSEUDODOJO_FAMILY_LABEL, ensure_pseudodojo_family
-
-    if requested:
-        return requested
-    elements = set(elements)
-    debian = provision.ensure_debian_pseudo_family()
-    if elements <= set(debian.elements):
-        return debian.label
-    family = ensure_pseudodojo_family()
-    missing = elements - set(family.elements)
-    if missing:
-        raise ValueError(f"no installed pseudopotential family covers {', '.join(sorted(missing))}")
-    return orm.load_group(PSEUDODOJO_FAMILY_LABEL).label
-
-
 def run_campaign(spec: CampaignSpec):
     """Store the configurations, then run ``reactmlip.benchmark`` in-process; return the WorkChain node."""
-    from aiida.engine import run_get_node
-
-    _, node = run_get_node(campaign_builder(spec))
-    return node
+    return run_in_process(campaign_builder(spec))
 
 
 def campaign_builder(spec: CampaignSpec):
@@ -233,8 +205,7 @@ def campaign_builder(spec: CampaignSpec):
     from aiida_reactmlip.workflows.benchmark import BenchmarkWorkChain, link_label
 
     configurations = campaign_configurations(spec)
-    computer = provision.ensure_localhost()
-    codes = provision.ensure_codes(computer)
+    codes = local_codes()
     models = provision.ensure_registry_models(spec.models)
     elements = {symbol for atoms in configurations for symbol in atoms.get_chemical_symbols()}
     family = choose_pseudo_family(elements, spec.pseudo_family)
@@ -256,18 +227,12 @@ def campaign_builder(spec: CampaignSpec):
     builder.label.pw_code = codes["pw"]
     builder.label.pseudo_family = orm.Str(family)
     builder.label.protocol = orm.Str(spec.protocol)
-    builder.label.options = orm.Dict(
-        {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": spec.pw_processes},
-         "withmpi": spec.pw_processes > 1, "max_wallclock_seconds": 3600}
-    )
+    builder.label.options = dft_options(spec.pw_processes, 3600)
     builder.models = {link_label(name): node for name, node in models.items()}
     builder.runner_code = codes["runner"]
-    builder.metrics_settings = orm.Dict({"energy_reference": spec.energy_reference})
     builder.relax_minima = orm.Bool(spec.relax_minima)
-    if spec.evaluate_settings:
-        builder.evaluate_settings = orm.Dict(spec.evaluate_settings)
-    if spec.relax_settings:
-        builder.relax_settings = orm.Dict(spec.relax_settings)
+    set_dicts(builder, metrics_settings={"energy_reference": spec.energy_reference},
+              evaluate_settings=spec.evaluate_settings, relax_settings=spec.relax_settings)
     if spec.dft_neb:
         neb = spec.dft_neb
         for end in ("initial", "final"):
@@ -281,15 +246,10 @@ def campaign_builder(spec: CampaignSpec):
         builder.dft_neb.climbing_image = orm.Bool(bool(neb.get("climbing_image", True)))
         builder.dft_neb.relax_end_states = orm.Bool(bool(neb.get("relax_end_states", True)))
         builder.dft_neb.max_iterations = orm.Int(int(neb.get("max_iterations", 3)))
-        for key in ("path_overrides", "parameter_overrides"):
-            if neb.get(key):
-                builder.dft_neb[key] = orm.Dict(neb[key])
-        builder.dft_neb.options = orm.Dict(
-            {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": spec.pw_processes},
-             "withmpi": spec.pw_processes > 1, "max_wallclock_seconds": 7200}
-        )
-        if spec.mlip_neb_settings:
-            builder.mlip_neb_settings = orm.Dict(spec.mlip_neb_settings)
+        set_dicts(builder.dft_neb, path_overrides=neb.get("path_overrides"),
+                  parameter_overrides=neb.get("parameter_overrides"))
+        builder.dft_neb.options = dft_options(spec.pw_processes, 7200)
+        set_dicts(builder, mlip_neb_settings=spec.mlip_neb_settings)
     builder.metadata.label = f"campaign {spec.name}"
     builder.metadata.description = spec.description
     return builder

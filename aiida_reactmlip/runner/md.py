@@ -49,189 +49,15 @@ Without fixed atoms the centre of mass is held still (``ase.constraints.FixCom``
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import pathlib
-import sys
 import time
-import traceback
 from typing import Any
 
 import numpy as np
 
-from aiida_reactmlip.calculations.runner import (
-    EXIT_EVALUATION,
-    EXIT_INPUT,
-    RunnerError,
-    _as_index_list,
-    _load_frames_and_calculator,
-    _log,
-    _mlip_info,
-    _package_versions,
-    _read_json_object,
-    _write_json,
-    _write_npz,
-    frame_fixed_atoms,
-)
-from aiida_reactmlip.models import (
-    ModelNotAvailableError,
-    UnknownModelError,
-    ensure_cell,
-    get_model_spec,
-    is_periodic_3d,
-    locate_model_file,
-    normalize_family,
-)
-
-ENSEMBLES = ("langevin", "nvt_berendsen")
-
-#: MD settings with defaults: what the ``reactmlip.md`` CalcJob accepts in ``parameters``.
-MD_SETTINGS: dict[str, Any] = {
-    "ensemble": "langevin",
-    "temperature_K": 300.0,
-    "timestep_fs": 0.5,
-    "n_steps": 100,
-    "save_every": 10,
-    "save_start": False,
-    "friction": 0.01,
-    "taut_fs": 100.0,
-    "seed": 0,
-    "fixed_atoms": [],
-    "max_force": 50.0,
-    "min_distance": 0.5,
-    "vacuum": 10.0,
-    "device": "cpu",
-    "num_threads": None,
-    "dtype": None,
-}
-
-#: Keys of an ``md`` input file, with defaults (``family`` and ``frames_file`` are required).
-MD_DEFAULTS: dict[str, Any] = {
-    "model_file": None,
-    "model_name": None,
-    **MD_SETTINGS,
-    "output_file": "trajectory.extxyz",
-    "results_file": "report.json",
-    "thermo_file": "thermo.npz",
-}
-
-_FILE_KEYS = ("model_file", "frames_file", "output_file", "results_file", "thermo_file")
-
-
-def check_settings(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` MD settings (any subset of :data:`MD_SETTINGS`) checked and normalised, defaults filled.
-
-    Raises ``ValueError`` naming the first problem: an unknown key, an ensemble other than ``langevin`` /
-    ``nvt_berendsen``, a negative temperature, a non-positive timestep / friction / coupling time,
-    ``save_every`` < 1, settings under which no frame would be saved, fixed atoms that are not indices.
-    ``fixed_atoms`` comes back as a list (every start frame) or a dict {frame index: sorted list}.
-    """
-    unknown = sorted(set(raw) - set(MD_SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown md setting(s) {', '.join(unknown)}; known: {', '.join(MD_SETTINGS)}")
-    params = {**MD_SETTINGS, **raw}
-    ensemble = str(params["ensemble"]).lower().replace("-", "_")
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLES)}, got {params['ensemble']!r}")
-    params["ensemble"] = ensemble
-    try:
-        for key in ("temperature_K", "timestep_fs", "friction", "taut_fs", "max_force", "min_distance", "vacuum"):
-            params[key] = float(params[key])
-            if not math.isfinite(params[key]):
-                raise ValueError(f"{key} must be finite, got {params[key]}")
-        for key in ("n_steps", "save_every", "seed"):
-            value = params[key]
-            if isinstance(value, bool) or int(value) != float(value):
-                raise ValueError(f"{key} must be an integer, got {value!r}")
-            params[key] = int(value)
-        if params["num_threads"] is not None:
-            params["num_threads"] = int(params["num_threads"])
-            if params["num_threads"] < 1:
-                raise ValueError(f"num_threads must be >= 1, got {params['num_threads']}")
-    except (TypeError, ValueError) as exc:
-        raise ValueError(str(exc) if "must" in str(exc) else f"invalid md setting: {exc}") from exc
-    if params["temperature_K"] < 0:
-        raise ValueError(f"temperature_K must be >= 0 K, got {params['temperature_K']}")
-    for key, unit in (("timestep_fs", "fs"), ("friction", "1/fs"), ("taut_fs", "fs"), ("max_force", "eV/Å")):
-        if not params[key] > 0:
-            raise ValueError(f"{key} must be > 0 {unit}, got {params[key]}")
-    if params["timestep_fs"] > 10:
-        raise ValueError(f"timestep_fs {params['timestep_fs']} fs is far too large for atomistic MD (use 0.25-2 fs)")
-    if params["min_distance"] < 0:
-        raise ValueError(f"min_distance must be >= 0 Å, got {params['min_distance']}")
-    if params["n_steps"] < 0:
-        raise ValueError(f"n_steps must be >= 0, got {params['n_steps']}")
-    if params["save_every"] < 1:
-        raise ValueError(f"save_every must be >= 1, got {params['save_every']}")
-    if params["seed"] < 0:
-        raise ValueError(f"seed must be >= 0, got {params['seed']}")
-    params["save_start"] = bool(params["save_start"])
-    if params["n_steps"] < params["save_every"] and not params["save_start"]:
-        raise ValueError(
-            f"no frame would be saved: n_steps {params['n_steps']} < save_every {params['save_every']} "
-            "and save_start is false"
-        )
-    fixed = params["fixed_atoms"] or []
-    if isinstance(fixed, dict):
-        out = {}
-        for key, value in fixed.items():
-            try:
-                frame = int(key)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"fixed_atoms keys must be frame indices, got {key!r}") from exc
-            if frame < 0:
-                raise ValueError(f"fixed_atoms keys must be frame indices >= 0, got {key!r}")
-            out[frame] = _as_index_list(value, f"fixed_atoms[{key}]")
-        params["fixed_atoms"] = out
-    else:
-        params["fixed_atoms"] = _as_index_list(fixed, "fixed_atoms")
-    return params
-
-
-def read_md_input(input_file: str | os.PathLike) -> dict[str, Any]:
-    """The validated parameters of an ``md`` input file, defaults filled, paths resolved."""
-    path = pathlib.Path(input_file)
-    raw = _read_json_object(path)
-
-    def invalid(message: str) -> RunnerError:
-        return RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {message}")
-
-    extra = {"family", "frames_file", *(set(MD_DEFAULTS) - set(MD_SETTINGS))}
-    unknown = sorted(set(raw) - set(MD_SETTINGS) - extra)
-    if unknown:
-        raise invalid(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(['family', 'frames_file', *MD_DEFAULTS])}")
-    try:
-        params = check_settings({k: v for k, v in raw.items() if k in MD_SETTINGS})
-    except ValueError as exc:
-        raise invalid(str(exc)) from exc
-    params.update({k: raw.get(k, MD_DEFAULTS.get(k)) for k in extra})
-    if not params.get("family") and params.get("model_name"):
-        try:
-            params["family"] = get_model_spec(params["model_name"]).family
-        except UnknownModelError:
-            pass
-    for key in ("family", "frames_file"):
-        if not params.get(key):
-            raise invalid(f"{key!r} is required")
-    try:
-        params["family"] = normalize_family(params["family"])
-    except ValueError as exc:
-        raise invalid(str(exc)) from exc
-    if params["model_file"] is None:
-        if not params.get("model_name"):
-            raise invalid("'model_file' (or a registered 'model_name') is required")
-        try:
-            params["model_file"] = str(locate_model_file(params["model_name"]))
-        except (UnknownModelError, ModelNotAvailableError) as exc:
-            raise RunnerError(EXIT_INPUT, str(exc)) from exc
-    base = path.resolve().parent
-    for key in _FILE_KEYS:
-        value = pathlib.Path(os.path.expanduser(str(params[key])))
-        params[key] = value if value.is_absolute() else base / value
-    if params["model_name"] is None:
-        params["model_name"] = params["model_file"].name
-    return params
+from aiida_reactmlip.models import ensure_cell, is_periodic_3d
+from aiida_reactmlip.runner import files
+from aiida_reactmlip.runner.contract import MD_SETTINGS, fixed_atoms_info
 
 
 # ------------------------------------------------------------------------------- the dynamics
@@ -310,7 +136,7 @@ def _thermalize(atoms, temperature_K: float, rng) -> None:
 def run_trajectory(atoms, calc, settings: dict[str, Any], *, fixed: list[int], rng, on_save=None) -> dict[str, Any]:
     """Run one NVT trajectory of ``atoms`` (modified in place) with ``calc``; pure ASE, no files.
 
-    ``settings`` as :func:`check_settings` returns them; ``fixed`` atom indices kept fixed (FixAtoms;
+    ``settings`` as :func:`~aiida_reactmlip.runner.contract.check_md_settings` returns them; ``fixed`` atom indices kept fixed (FixAtoms;
     without them FixCom). ``on_save(atoms, step, temperature_K)`` is called on every saved step, with the
     calculator results current. Returns a record: ``steps_done``, ``saved_steps``, ``blew_up``,
     ``blow_up_step``, ``blow_up_reason``, and per step done ``epot`` (eV), ``temperature`` (K), ``fmax`` (eV/Å).
@@ -383,47 +209,36 @@ def start_labels(infos: list[dict[str, Any]]) -> list[str]:
     return [f"md-{i}" for i in range(len(infos))]
 
 
-def run_md(input_file) -> dict[str, Any]:
-    """``reactmlip-runner md --input input.json``: MD from every start frame; write the outputs (see module doc).
+def run_md(params: dict[str, Any]) -> dict[str, Any]:
+    """MD from every start frame of ``params`` (as ``files.read_task_input(..., "md")`` returns them); write
+    the outputs (see the module docstring).
 
     Returns the report; raises :class:`RunnerError` on bad input or a failing model. A blow-up is not an
     error: the frames before it are written and ``report["blew_up"]`` is true.
     """
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from aiida_reactmlip.frames import Frames, write_extxyz
-
-    params = read_md_input(input_file)
     wall_start = time.perf_counter()
-    frames, images, calc, info, load_seconds = _load_frames_and_calculator(params, "md")
+    frames, images, calc, info, load_seconds = files.load_frames_and_calculator(params, "md")
     n_starts = len(images)
-    fixed_spec = params["fixed_atoms"]
-    if isinstance(fixed_spec, dict):
-        bad = sorted(i for i in fixed_spec if i >= n_starts)
-        if bad:
-            raise RunnerError(EXIT_INPUT, f"fixed_atoms names frame(s) {bad} but there are {n_starts} frames")
-    fixed_per_start = [
-        frame_fixed_atoms(frames.info[i], fixed_spec.get(i, []) if isinstance(fixed_spec, dict) else fixed_spec,
-                          len(images[i]), f"frame {i}")
-        for i in range(n_starts)
-    ]
+    fixed_per_start = files.fixed_atoms_per_frame(frames.info, images, params["fixed_atoms"])
     md_calc = energy_forces_calculator(calc)
     groups = start_labels(frames.info)
     settings = {k: params[k] for k in MD_SETTINGS if k not in ("device", "num_threads", "dtype")}
-    _log(f"md: {n_starts} start frame(s), {settings['ensemble']} at {settings['temperature_K']:g} K, "
+    files.log(f"md: {n_starts} start frame(s), {settings['ensemble']} at {settings['temperature_K']:g} K, "
          f"{settings['n_steps']} steps of {settings['timestep_fs']:g} fs, saving every {settings['save_every']}, "
          f"seed {settings['seed']}")
 
     saved, per_start, thermo = [], [], {}
     md_start = time.perf_counter()
-    try:
+    with files.failure_reported("MD"):
         for i, start in enumerate(images):
             atoms, boxed = box_if_needed(start, params["vacuum"])
             fixed = fixed_per_start[i]
-            base_info = _mlip_info(frames.info[i], "mlip_md", params["model_name"])
+            base_info = files.mlip_info(frames.info[i], "mlip_md", params["model_name"])
             base_info.update(group=groups[i], md_start=i, ensemble=settings["ensemble"], seed=settings["seed"])
             if fixed:
-                base_info["fixed_atoms"] = json.dumps(fixed)
+                base_info["fixed_atoms"] = fixed_atoms_info(fixed)
             if boxed:
                 base_info["boxed"] = True
 
@@ -464,13 +279,8 @@ def run_md(input_file) -> dict[str, Any]:
             thermo[f"fmax_{i}"] = np.asarray(record["fmax"], dtype=float)
             status = (f"BLEW UP at step {record['blow_up_step']} ({record['blow_up_reason']})" if record["blew_up"]
                       else f"{record['steps_done']} steps")
-            _log(f"start {i} ({groups[i]}, {len(atoms)} atoms): {status}, {entry['n_saved']} frame(s) saved, "
+            files.log(f"start {i} ({groups[i]}, {len(atoms)} atoms): {status}, {entry['n_saved']} frame(s) saved, "
                  f"max T {entry['max_temperature_K'] or float('nan'):.0f} K, {seconds:.2f} s")
-    except RunnerError:
-        raise
-    except Exception as exc:
-        traceback.print_exc(file=sys.stderr)
-        raise RunnerError(EXIT_EVALUATION, f"MD failed: {type(exc).__name__}: {exc}") from exc
     md_seconds = time.perf_counter() - md_start
 
     steps_done = sum(entry["steps_done"] for entry in per_start)
@@ -487,24 +297,10 @@ def run_md(input_file) -> dict[str, Any]:
         "blew_up": any(entry["blew_up"] for entry in per_start),
         "blown_up_starts": [entry["start"] for entry in per_start if entry["blew_up"]],
         "settings": settings,
-        "family": params["family"],
-        "model_name": params["model_name"],
-        "model": {key: info[key] for key in ("n_elements", "cutoff", "dtype", "n_parameters", "sha256")},
-        "model_load_seconds": load_seconds,
-        "n_evaluations": md_calc.n_evaluations,
-        "wall_seconds": time.perf_counter() - wall_start,
-        "versions": _package_versions(params["family"]),
+        **files.run_record(params, info, load_seconds, wall_start, md_calc.n_evaluations),
     }
-    params["output_file"].parent.mkdir(parents=True, exist_ok=True)
-    tmp = params["output_file"].with_name(params["output_file"].name + ".tmp")
-    if saved:
-        write_extxyz(Frames.from_atoms(saved), tmp)
-    else:
-        tmp.write_text("", encoding="utf-8")
-    os.replace(tmp, params["output_file"])
-    _write_npz(params["thermo_file"], **thermo)
-    _write_json(params["results_file"], report)
+    files.write_outputs(params, saved, report, "thermo_file", thermo)
     rate = f"{report['steps_per_second']:.2f} steps/s" if report["steps_per_second"] else "no step"
-    _log(f"done: {steps_done} steps in {md_seconds:.2f} s ({rate}), {len(saved)} frame(s) saved"
+    files.log(f"done: {steps_done} steps in {md_seconds:.2f} s ({rate}), {len(saved)} frame(s) saved"
          + (f"; blew up in start frame(s) {report['blown_up_starts']}" if report["blew_up"] else ""))
     return report

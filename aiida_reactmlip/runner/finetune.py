@@ -30,10 +30,10 @@ Outputs, beside ``input.json``:
   base model's sha256, and ``model_info`` of the new file (elements, cutoff in A, dtype, number of
   parameters, sha256), so that nothing downstream needs torch to describe the model.
 
-Exit codes: those of :mod:`aiida_reactmlip.calculations.runner` (10 bad input, unknown hyperparameter or
-too few frames; 11 an element the base model does not cover; 12 the base model does not load; 13 the
-training itself failed) and :data:`EXIT_DIVERGED` (15): the loss became NaN or infinite; the history and
-report are written, the model file is not.
+Exit codes (:mod:`aiida_reactmlip.runner.contract`): 10 bad input, unknown hyperparameter or too few frames;
+11 an element the base model does not cover; 12 the base model does not load; 13 the training itself
+failed; 15 (:data:`~aiida_reactmlip.runner.contract.EXIT_DIVERGED`) the loss became NaN or infinite: the
+history and report are written, the model file is not.
 """
 
 from __future__ import annotations
@@ -48,39 +48,29 @@ import time
 import traceback
 from typing import Any
 
-from aiida_reactmlip.calculations.runner import (
+from aiida_reactmlip.runner.contract import (
     EXIT_DIVERGED,
     EXIT_ELEMENTS,
     EXIT_EVALUATION,
     EXIT_INPUT,
     EXIT_MODEL_LOAD,
+    FINETUNE_INPUT_DEFAULTS,
+    FROM_SCRATCH_FAMILIES,
     RunnerError,
-    _log,
-    _package_versions,
-    _read_json_object,
-    _write_json,
+    finetuned_model_filename,
+)
+from aiida_reactmlip.runner.files import (
+    check_keys,
+    input_error,
+    log,
+    package_versions,
+    read_json_object,
+    require,
+    resolve_path,
+    write_json,
 )
 
 EXIT_DIVERGED_MESSAGE = "the training diverged: the loss became NaN or infinite"
-
-#: File suffix of a model file of each family (what its loader and users expect).
-MODEL_SUFFIX = {"chgnet": ".pth.tar", "sevenn": ".pth", "mace": ".model"}
-
-#: Families that can train a model without a base model.
-FROM_SCRATCH_FAMILIES = ("mace",)
-
-#: Keys of a ``finetune`` input file, with defaults (``family`` and ``train_file`` are required).
-FINETUNE_INPUT_DEFAULTS: dict[str, Any] = {
-    "base_model_file": None,
-    "model_name": None,
-    "valid_file": None,
-    "output_model_file": None,
-    "history_file": "history.json",
-    "report_file": "report.json",
-    "log_file": "training.log",
-    "workdir": "training",
-    "hyperparameters": {},
-}
 
 #: Keys of ``model_info`` in the report (from :func:`aiida_reactmlip.models.describe_model_file`).
 MODEL_INFO_KEYS = ("elements", "n_elements", "cutoff", "dtype", "n_parameters", "sha256", "size_bytes")
@@ -103,27 +93,14 @@ def jsonable(value: Any) -> Any:
 
 def read_finetune_input(input_file: str | os.PathLike) -> dict[str, Any]:
     """The validated parameters of a ``finetune`` input file, defaults filled and paths resolved."""
-    from aiida_reactmlip.models import normalize_family
     from aiida_reactmlip.training import FINETUNE_FAMILIES
 
     path = pathlib.Path(input_file)
-    raw = _read_json_object(path)
-
-    def invalid(message: str) -> RunnerError:
-        return RunnerError(EXIT_INPUT, f"input file {str(path)!r}: {message}")
-
-    known = ["family", "train_file", *FINETUNE_INPUT_DEFAULTS]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise invalid(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    raw = read_json_object(path)
+    invalid = input_error(path)
+    check_keys(raw, ["family", "train_file", *FINETUNE_INPUT_DEFAULTS], invalid)
     params = {**FINETUNE_INPUT_DEFAULTS, **raw}
-    for key in ("family", "train_file"):
-        if not params.get(key):
-            raise invalid(f"{key!r} is required")
-    try:
-        params["family"] = normalize_family(params["family"])
-    except ValueError as exc:
-        raise invalid(str(exc)) from exc
+    require(params, ("family", "train_file"), invalid)
     if params["family"] not in FINETUNE_FAMILIES:
         raise invalid(f"model family {params['family']!r} has no fine-tuning support; "
                       f"supported: {', '.join(FINETUNE_FAMILIES)}")
@@ -133,14 +110,12 @@ def read_finetune_input(input_file: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(params["hyperparameters"], dict):
         raise invalid(f"'hyperparameters' must be a JSON object, got {params['hyperparameters']!r}")
     if params["output_model_file"] is None:
-        params["output_model_file"] = "finetuned" + MODEL_SUFFIX[params["family"]]
+        params["output_model_file"] = finetuned_model_filename(params["family"])
     base = path.resolve().parent
     for key in ("base_model_file", "train_file", "valid_file", "output_model_file", "history_file",
                 "report_file", "log_file", "workdir"):
-        if params[key] is None:
-            continue
-        value = pathlib.Path(os.path.expanduser(str(params[key])))
-        params[key] = value if value.is_absolute() else base / value
+        if params[key] is not None:
+            params[key] = resolve_path(base, params[key])
     if params["model_name"] is None:
         params["model_name"] = params["base_model_file"].name if params["base_model_file"] else "(from scratch)"
     return params
@@ -226,7 +201,7 @@ def run_finetune(input_file: str | os.PathLike) -> dict[str, Any]:
     valid_images = read_labelled_frames(params["valid_file"], "validation") if params["valid_file"] else []
     if not train_images:
         raise RunnerError(EXIT_INPUT, "the training set is empty: fine-tuning needs at least one labelled frame")
-    _log(f"fine-tuning {params['model_name']} ({family}) on {len(train_images)} training and "
+    log(f"fine-tuning {params['model_name']} ({family}) on {len(train_images)} training and "
          f"{len(valid_images)} validation frame(s)")
 
     base_info = None
@@ -246,7 +221,7 @@ def run_finetune(input_file: str | os.PathLike) -> dict[str, Any]:
         raise RunnerError(EXIT_ELEMENTS, str(exc)) from exc
     except TrainingError as exc:
         if is_divergence(exc):
-            _write_json(params["report_file"], {
+            write_json(params["report_file"], {
                 "task": "finetune", "family": family, "diverged": str(exc), "n_train": len(train_images),
                 "n_valid": len(valid_images), "hyperparameters_requested": jsonable(hyperparameters),
                 "wall_seconds": time.perf_counter() - wall_start,
@@ -259,7 +234,7 @@ def run_finetune(input_file: str | os.PathLike) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
 
     history = jsonable(list(result.history))
-    _write_json(params["history_file"], {"history": history})
+    write_json(params["history_file"], {"history": history})
     if result.log_file is not None and pathlib.Path(result.log_file).is_file():
         shutil.copyfile(result.log_file, params["log_file"])
     effective = jsonable(result.hyperparameters)
@@ -282,13 +257,13 @@ def run_finetune(input_file: str | os.PathLike) -> dict[str, Any]:
         "final": history[-1] if history else {},
         "seconds": float(result.seconds),
         "train_call_seconds": train_seconds,
-        "versions": _package_versions(family),
+        "versions": package_versions(family),
     }
     bad = diverged_epochs(history, bool(valid_images))
     if bad:
         report["diverged_epochs"] = bad
         report["wall_seconds"] = time.perf_counter() - wall_start
-        _write_json(params["report_file"], report)
+        write_json(params["report_file"], report)
         raise RunnerError(EXIT_DIVERGED, f"{EXIT_DIVERGED_MESSAGE} at epoch(s) {bad}: lower learning_rate "
                                          f"(now {effective.get('learning_rate')}) or check the labels")
 
@@ -302,9 +277,9 @@ def run_finetune(input_file: str | os.PathLike) -> dict[str, Any]:
     report["model_info"] = {key: info.get(key) for key in MODEL_INFO_KEYS}
     report["sha256"] = info["sha256"]
     report["wall_seconds"] = time.perf_counter() - wall_start
-    _write_json(params["report_file"], report)
+    write_json(params["report_file"], report)
     final = report["final"]
-    _log(f"done: {len(history)} epoch(s) in {result.seconds:.1f} s; final train loss {final.get('train_loss')}, "
+    log(f"done: {len(history)} epoch(s) in {result.seconds:.1f} s; final train loss {final.get('train_loss')}, "
          f"validation energy MAE {final.get('valid_energy_mae')} eV/atom, force MAE {final.get('valid_force_mae')} "
          f"eV/A; wrote {output.name} (sha256 {info['sha256'][:12]})")
     return report

@@ -354,27 +354,3 @@ class DftNebWorkChain(WorkChain):
         if highest in (0, count - 1):
             return self.exit_codes.ERROR_NO_INTERIOR_MAXIMUM.format(index=highest, count=count)
         return None
-
-
-def get_neb_builder(initial, final, protocol: str = "fast", num_images: int = 7, code=None,
-                    pseudo_family: str | None = None):
-    """Convenience builder from ASE Atoms or StructureData end states (``info['multiplicity']`` kept as extra)."""
-    from aiida_reactmlip import provision
-
-    def as_structure(obj):
-        if isinstance(obj, orm.StructureData):
-            return obj
-        structure = orm.StructureData(ase=obj).store()
-        structure.base.extras.set_many(
-            {k: v for k, v in obj.info.items() if isinstance(v, (str, int, float, bool)) and not k.startswith("_")}
-        )
-        return structure
-
-    builder = DftNebWorkChain.get_builder()
-    builder.initial = as_structure(initial)
-    builder.final = as_structure(final)
-    builder.code = code or orm.load_code(f"{provision.NEB_CODE_LABEL}@{provision.DEFAULT_COMPUTER}")
-    builder.pseudo_family = orm.Str(pseudo_family or provision.DEBIAN_FAMILY_LABEL)
-    builder.protocol = orm.Str(protocol)
-    builder.num_images = orm.Int(num_images)
-    return builder
