@@ -150,8 +150,8 @@ def normalise_frames(images, source: str = "user") -> tuple[list, list[str]]:
         end states differ in their atoms.
     """
     frames = [atoms.copy() for atoms in images]
-    for atoms, original in zip(frames, images):
-        atoms.info = dict(original.info)
+    for atoms, original in zip(frames, images):  # numpy scalars (extxyz) as Python ones: extras keep them
+        atoms.info = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in original.info.items()}
     notes: list[str] = []
     for index, atoms in enumerate(frames):
         role = atoms.info.get("role")

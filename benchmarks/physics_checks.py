@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/physics_checks.py assemble DIR [DIR ...]   # physics.json from `reactmlip physics` folders
     .venv/bin/python benchmarks/physics_checks.py table                    # regenerate the tables of docs/physics.md
 
-``run`` calls ``reactmlip physics`` for the two studies of docs/physics.md (C,H: every offline model and the
-fine-tuned one; H,Cu: CHGNet 0.3.0, SevenNet-0 and the fine-tuned one) on the default profile, one torch
-thread each. ``assemble`` merges their ``physics.json`` files with the git commit, the machine, the load
+``run`` calls ``reactmlip physics`` for the studies of docs/physics.md (C,H: every offline model, the fine-tuned
+one with CHGNet 0.3.0 and SevenNet-0; H,Cu: CHGNet 0.3.0, SevenNet-0 and the fine-tuned one) on the default
+profile, one torch thread each. ``assemble`` merges their ``physics.json`` files with the git commit, the machine, the load
 averages and the wall times into ``docs/results/physics.json``. ``table`` rewrites the text between
 ``<!-- physics-table:STUDY:start -->`` and ``<!-- physics-table:STUDY:end -->`` in docs/physics.md from it.
 """
@@ -26,9 +26,12 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "physics.json"
 DOCS = ROOT / "docs" / "physics.md"
+#: study (output folder) -> elements, models, whether the fine-tuned model is checked too
 STUDIES = {
-    "C-H": {"elements": "C,H", "models": ["all"]},
-    "H-Cu": {"elements": "H,Cu", "models": ["chgnet-0.3.0", "sevennet-0"]},
+    "C-H": {"elements": "C,H", "models": ["chgnet-0.3.0", "sevennet-0"], "finetuned": True},
+    "C-H-more": {"elements": "C,H", "models": ["chgnet-0.2.0", "chgnet-r2scan", "sevennet-0-22may2024", "sevennet-l3i5"],
+                 "finetuned": False},
+    "H-Cu": {"elements": "H,Cu", "models": ["chgnet-0.3.0", "sevennet-0"], "finetuned": True},
 }
 
 
@@ -65,11 +68,21 @@ def git_commit() -> str | None:
         return None
 
 
+def git_dirty() -> bool | None:
+    """Whether the checkout has uncommitted changes (the numbers then come from the commit plus those)."""
+    try:
+        return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                   capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def assemble(folders: list[pathlib.Path], extra: dict | None = None) -> dict:
     """docs/results/physics.json from the output folders of `reactmlip physics` (folder name = study)."""
     record = {
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "machine": machine(),
         "load_average_now": list(os.getloadavg()),
         "regenerate": "benchmarks/physics_checks.py run --finetuned PK (or assemble DIR...); table: "
@@ -123,7 +136,7 @@ def run(finetuned: str | None, output: pathlib.Path) -> None:
     folders, seconds = [], {}
     for name, study in STUDIES.items():
         folder = output / name
-        models = study["models"] + ([finetuned] if finetuned else [])
+        models = study["models"] + ([finetuned] if finetuned and study["finetuned"] else [])
         start = time.perf_counter()
         command = [
             str(pathlib.Path(sys.executable).with_name("reactmlip")),

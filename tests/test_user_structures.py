@@ -131,3 +131,31 @@ def test_minimum_must_list_the_slab_first():
     h.info = {"role": "minimum", "adsorbate": "H"}
     with pytest.raises(UserStructureError, match="must list the slab's 12 atoms first"):
         normalise_frames([slab, h, gas("H2")])
+
+
+def test_metrics_use_the_file_own_gas_reference():
+    """O on Ni(111) with only O2 as gas: the adsorption energy is referenced to 1/2 O2 (by_system reads it)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from aiida_reactmlip.frames import Frames
+    from aiida_reactmlip.metrics.by_system import reactive_metrics_by_system
+
+    slab = fcc111("Ni", size=(2, 2, 3), vacuum=6.0)
+    slab.info.update(role="slab", name="ni")
+    frames = [slab, gas("O2", name="o2")]
+    for site in ("fcc", "hcp"):
+        atoms = slab.copy()
+        atoms.info.update(role="minimum", name=f"o-{site}")
+        add_adsorbate(atoms, "O", 1.2, site)
+        frames.append(atoms)
+    frames, notes = normalise_frames(frames, "o-ni")
+    energies = {"ni": -100.0, "o2": -10.0, "o-fcc": -106.0, "o-hcp": -105.8}
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, energy=energies[atoms.info["name"]], forces=np.zeros((len(atoms), 3)))
+        atoms.info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool))}
+    labelled = Frames.from_atoms(frames)
+    model = np.array([energies[n] for n in ("ni", "o2", "o-fcc", "o-hcp")]) + [0.0, 0.0, 0.1, 0.0]
+    result = reactive_metrics_by_system(labelled, model)["o-ni"]
+    assert result["kind"] == "adsorption" and "1/2 E(O2)" in result["definition"]
+    assert result["dft_adsorption_energies_eV"] == pytest.approx([-1.0, -0.8])  # -106 + 100 + 5
+    assert result["site_most_stable_agrees"] is True

@@ -142,6 +142,13 @@ class ModelRunnerCalculation(RunnerCalculation):
         """What the task itself refuses in its ``frames`` under checked ``settings``; none here."""
         return None
 
+    #: Settings written to input.json even when None (None means something to the runner there).
+    KEEP_NONE_SETTINGS: tuple[str, ...] = ()
+
+    def input_frames(self):
+        """The frames written for the runner (the ``FRAMES_PORT`` input)."""
+        return structures_frames(self.inputs[self.FRAMES_PORT])
+
     def prepare_for_submission(self, folder):
         model: MlipModelData = self.inputs.model
         model_file = contract.MODEL_PREFIX + model.filename
@@ -151,12 +158,12 @@ class ModelRunnerCalculation(RunnerCalculation):
             "family": model.family,
             "model_name": model.model_name,
             "model_file": model_file,
-            **{k: v for k, v in settings.items() if v is not None},
+            **{k: v for k, v in settings.items() if v is not None or k in self.KEEP_NONE_SETTINGS},
             "frames_file": contract.FRAMES_FILE,
             **outputs,
         }
         return self.runner_calcinfo(
-            folder, runner_input, frames={contract.FRAMES_FILE: structures_frames(self.inputs[self.FRAMES_PORT])},
+            folder, runner_input, frames={contract.FRAMES_FILE: self.input_frames()},
             copies=[(model.uuid, model.filename, model_file)], retrieve=list(outputs.values()),
         )
 

@@ -24,6 +24,34 @@ from aiida_reactmlip.runner import contract
 #: Settings with defaults (:data:`aiida_reactmlip.runner.contract.PHYSICS_SETTINGS`).
 DEFAULT_SETTINGS = contract.PHYSICS_SETTINGS
 
+#: Leaderboard fields (``reactmlip.benchmark``) taken from the ``summary`` of the ``metrics`` output.
+LEADERBOARD_FIELDS = {
+    "physics_repulsive_pairs": "diatomic_repulsive",
+    "physics_pairs": "diatomic_pairs",
+    "physics_single_well_pairs": "diatomic_single_well",
+    "physics_max_force_energy_dev": "diatomic_max_force_energy_dev",
+    "physics_nve_max_abs_drift": "nve_max_abs_drift",
+    "physics_nve_max_spread": "nve_max_spread",
+    "physics_nve_bonds_broken": "nve_bonds_broken",
+    "physics_ramp_min_t_reached": "ramp_min_t_reached",
+    "physics_reaction_sign_agrees": "reaction_sign_agrees",
+    "physics_reaction_with_dft": "reaction_with_dft",
+    "physics_reaction_max_abs_error": "reaction_max_abs_error",
+}
+
+
+def physics_problem(models, settings, structures=None) -> str | None:
+    """What ``reactmlip.physics`` refuses for any of ``models`` ({key: MlipModelData}) with ``settings`` (Dict)
+    and ``structures``, named with the model's key; None when every model can run the checks."""
+    for key, model in models.items():
+        inputs = {"model": model, "settings": settings}
+        if structures is not None:
+            inputs["structures"] = structures
+        message = PhysicsCheckCalculation.validate_inputs(inputs)
+        if message:
+            return f"physics_settings ({key}): {message}"
+    return None
+
 
 class PhysicsCheckCalculation(ModelRunnerCalculation):
     """Physics-aware checks of ``model``: the ``settings`` say which (``elements`` for the diatomic curves;
@@ -96,28 +124,10 @@ class PhysicsCheckCalculation(ModelRunnerCalculation):
             return "reactmlip.physics: nothing to check: give elements or nve/ramp/reactions entries"
         return None
 
-    def prepare_for_submission(self, folder):
-        model = self.inputs.model
-        model_file = contract.MODEL_PREFIX + model.filename
-        settings = contract.check_settings(self.TASK, self.raw_settings(self.inputs))
-        outputs = contract.OUTPUT_FILES[self.TASK]
-        frames = (
-            structures_frames(self.inputs[self.FRAMES_PORT])
-            if self.FRAMES_PORT in self.inputs
-            else Frames.from_atoms([])
-        )
-        runner_input = {
-            "family": model.family,
-            "model_name": model.model_name,
-            "model_file": model_file,
-            **{k: v for k, v in settings.items() if v is not None or k in ("distances", "fd_step")},
-            "frames_file": contract.FRAMES_FILE,
-            **outputs,
-        }
-        return self.runner_calcinfo(
-            folder,
-            runner_input,
-            frames={contract.FRAMES_FILE: frames},
-            copies=[(model.uuid, model.filename, model_file)],
-            retrieve=list(outputs.values()),
-        )
+    KEEP_NONE_SETTINGS = ("distances", "fd_step")
+
+    def input_frames(self):
+        """The structures the NVE, ramp and reaction entries name; none when only diatomic curves are asked."""
+        if self.FRAMES_PORT in self.inputs:
+            return structures_frames(self.inputs[self.FRAMES_PORT])
+        return Frames.from_atoms([])

@@ -12,17 +12,6 @@ from aiida_reactmlip.runner import contract
 DEFAULT_SETTINGS = contract.RELAX_SETTINGS
 
 
-def validate_settings(settings: dict, defaults: dict, name: str) -> str | None:
-    """A message naming the first problem of the ``name`` (``relax`` or ``neb``) settings ``settings``, else
-    None, by :func:`aiida_reactmlip.runner.contract.check_settings`; ``defaults`` (the task's
-    ``DEFAULT_SETTINGS``, which are the contract's) is what callers pass and is not read again."""
-    try:
-        contract.check_settings(name, settings)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 class RelaxCalculation(ModelRunnerCalculation):
     """Relax every frame of ``structures`` with one MLIP through ASE (BFGS, FIRE or LBFGS) until the largest
     force on a free atom is below ``fmax`` (eV/Å) or ``max_steps`` steps; fixed atoms stay bit-identical.

@@ -261,17 +261,10 @@ def validate_benchmark(inputs: dict) -> None:
 
 def mlip_job_counts(node) -> dict[str, int]:
     """Counts of the MLIP CalcJobs (evaluate, relax, neb) under a benchmark: done, failed, running."""
-    done = failed = running = 0
-    for child in node.called_descendants:
-        if not str(child.process_type or "").startswith("aiida.calculations:reactmlip."):
-            continue
-        if child.is_finished_ok:
-            done += 1
-        elif child.is_terminated:
-            failed += 1
-        else:
-            running += 1
-    return {"done": done, "failed": failed, "running": running}
+    from .console import job_states
+
+    return job_states(child for child in node.called_descendants
+                      if str(child.process_type or "").startswith("aiida.calculations:reactmlip."))
 
 
 def run_with_status(builder, console, interval: float = 1.0):
@@ -379,6 +372,9 @@ def cmd_benchmark(source, model_names, energy_reference, relax_minima, output, d
     quiet.print_summary()
     if "leaderboard" in node.outputs:  # also after a partial failure (a relaxation, an NEB): nothing is wasted
         print_leaderboard(node, console)
+        notes = {metrics.get_dict().get("energy_note") for metrics in node.outputs.metrics.values()} - {None}
+        for note in sorted(notes):  # e.g. one frame per group: forces compared, energies explained
+            echo(f"note: {note}")
         files = write_demo_results(node, pathlib.Path(output or f"results/benchmark-{dataset.pk}"))
         echo(f"BenchmarkWorkChain pk {node.pk}; dataset pk {dataset.pk}")
         echo(f"report: {files['index.html'].resolve()}")

@@ -76,7 +76,12 @@ def cmd_demo(ctx, system_name, model_names, protocol, output):
     names = [name.strip() for name in model_names.split(",") if name.strip()]
     console.print(f"[bold]reactmlip demo[/bold] on profile {profile.name}: {system_name}, models {', '.join(names)}, "
                   f"protocol {protocol}")
-    node = run_zero_shot_benchmark(system_name, names, protocol)
+    from .console import QuietConsole
+
+    quiet = QuietConsole("demo", console)
+    with quiet:  # process reports and warnings to the log file, not around the table
+        node = run_zero_shot_benchmark(system_name, names, protocol)
+    console.print(quiet.summary(), markup=False, highlight=False)
     check_finished(node)
     print_leaderboard(node, console)
     paths = write_demo_results(node, pathlib.Path(output))

@@ -71,18 +71,11 @@ def label_progress(workchain, total: int) -> dict[str, int]:
     """Counts of the pw.x labelling jobs of ``workchain``: done, failed, running, waiting (not yet submitted)."""
     from aiida.common.links import LinkType
 
-    done = failed = running = 0
-    for link in workchain.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all():
-        node = link.node
-        if node.process_type != PW_PROCESS_TYPE:
-            continue
-        if node.is_finished_ok:
-            done += 1
-        elif node.is_terminated:
-            failed += 1
-        else:
-            running += 1
-    return {"done": done, "failed": failed, "running": running, "waiting": max(total - done - failed - running, 0)}
+    from .console import job_states
+
+    calls = workchain.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()
+    counts = job_states(link.node for link in calls if link.node.process_type == PW_PROCESS_TYPE)
+    return {**counts, "waiting": max(total - sum(counts.values()), 0)}
 
 
 class ProgressDisplay:

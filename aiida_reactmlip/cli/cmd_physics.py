@@ -21,13 +21,6 @@ from .root import cmd_root, with_profile
 CHECKS = ("diatomic", "nve", "ramp", "reaction")
 
 
-def shortened(plan: dict, factor: float) -> dict:
-    """``plan`` with every MD run ``factor`` times as long (``--quick``: 0.1)."""
-    for entry in plan["settings"]["nve"] + plan["settings"]["ramp"]:
-        entry["duration_ps"] = entry["duration_ps"] * factor
-    return plan
-
-
 def model_label(name: str, node) -> str:
     """``name`` for a registry model; ``<model name> (pk N)`` for any other node (a fine-tuned model)."""
     return name if not node.is_stored or node.model_name == name else f"{name} (pk {node.pk})"
@@ -184,11 +177,9 @@ def cmd_physics(models, elements, checks, quick, num_threads, output):
     element_list = [e.strip() for e in elements.split(",") if e.strip()]
     check_list = [c.strip() for c in checks.split(",") if c.strip()]
     try:
-        plan = default_plan(element_list, checks=check_list)
+        plan = default_plan(element_list, checks=check_list, md_scale=0.1 if quick else 1.0)
     except (ValueError, KeyError) as exception:
         raise click.ClickException(str(exception)) from exception
-    if quick:
-        shortened(plan, 0.1)
     from aiida_reactmlip.models import list_models
 
     names = [

@@ -152,3 +152,12 @@ class QuietConsole:
             self.console.print(text, highlight=False, soft_wrap=True)
         else:
             click.echo(text)
+
+
+def job_states(nodes) -> dict[str, int]:
+    """Counts of process ``nodes`` by state: done (finished ok), failed (terminated otherwise), running."""
+    counts = {"done": 0, "failed": 0, "running": 0}
+    for node in nodes:
+        state = "done" if node.is_finished_ok else "failed" if node.is_terminated else "running"
+        counts[state] += 1
+    return counts

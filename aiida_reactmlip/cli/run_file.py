@@ -27,10 +27,23 @@ def console_echo(console) -> t.Callable[[str], None]:
     return lambda text="": console.print(text, markup=False, highlight=False)
 
 
+def _remember(ctx, param, value):
+    """Keep a console option in ``ctx.meta`` (read by :func:`run_file`; the command's signature stays as it is)."""
+    ctx.meta[f"reactmlip_{param.name}"] = value
+    return value
+
+
 def file_options(kind: str):
-    """Decorator adding the FILE argument and the ``--output`` and ``--dry-run`` options of a ``kind`` file."""
+    """Decorator adding the FILE argument and the ``--output`` and ``--dry-run`` options of a ``kind`` file, and
+    the quiet console's ``-v/--verbose`` and ``--log-file`` (:mod:`aiida_reactmlip.cli.console`)."""
 
     def decorate(function):
+        function = click.option("--log-file", type=click.Path(dir_okay=False), default=None, expose_value=False,
+                                callback=_remember, help="Log file for process reports and warnings [default: a new "
+                                "file under $REACTMLIP_LOG_DIR or ~/.aiida/reactmlip-logs].")(function)
+        function = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
+                                help="Also show AiiDA's process reports and warnings on the console (they always go "
+                                "to the log file).")(function)
         function = click.option("--dry-run", is_flag=True, help="Only check the file and show what would run.")(function)
         function = click.option("--output", type=click.Path(file_okay=False), default=None,
                                 help=f"Folder for the report (default: results/<{kind} name>).")(function)
@@ -76,10 +89,18 @@ def run_file(ctx, file, dry_run: bool, echo, *, load: t.Callable, describe: t.Ca
     profile = load_profile_or_fail(ctx)
     echo(f"profile {profile.name}")
     start = time.perf_counter()
+    import pathlib
+
+    from .console import QuietConsole
+
+    quiet = QuietConsole(pathlib.Path(file).stem, verbose=bool(ctx.meta.get("reactmlip_verbose")),
+                         log_file=ctx.meta.get("reactmlip_log_file"))
     try:
-        result = run(spec)
+        with quiet:  # process reports and warnings to the log file, not around the output
+            result = run(spec)
     except ValueError as exception:  # input validation: nothing ran
         raise click.ClickException(str(exception)) from exception
+    echo(quiet.summary())
     files = report(spec, result)
     echo(f"report: {files['index.html'].resolve()}")
     echo(f"wall time {time.perf_counter() - start:.1f} s")

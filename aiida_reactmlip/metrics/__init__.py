@@ -13,6 +13,7 @@ dataset), ``learning_curves`` (fine-tuning studies), ``loop`` (active-learning s
 from .errors import (
     COSINE_MIN_FORCE,
     ENERGY_REFERENCES,
+    NoEnergyComparison,
     compare,
     energy_metrics,
     force_metrics,
@@ -30,6 +31,7 @@ from .references import (
 __all__ = [
     "COSINE_MIN_FORCE",
     "ENERGY_REFERENCES",
+    "NoEnergyComparison",
     "apply_elemental_references",
     "compare",
     "composition_matrix",

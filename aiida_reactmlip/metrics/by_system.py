@@ -9,12 +9,16 @@ configurations, ``image_index`` for path images. From that, each system gets the
 that apply to it:
 
 - adsorption (frames with ``adsorbate`` and ``site``, a clean slab and gas references): adsorption
-  energies per site by DFT and the model, their errors, and the site-preference order;
+  energies per site by DFT and the model, their errors, and the site-preference order (the gas references
+  of ``systems.adsorption.REFERENCE_SCHEMES``, or the frames' ``adsorption_scheme``, a JSON mapping
+  molecule -> coefficient that a user's file gets from :mod:`aiida_reactmlip.user_structures`);
 - paths (an ``initial`` and a ``final`` frame, optionally ``image`` frames): the model's energy along
   the DFT path, its barrier and reaction-energy errors.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -53,6 +57,8 @@ def adsorption_metrics(frames, indices: list[int], dft: np.ndarray, model: np.nd
         _formula(frames.numbers[offsets[i] : offsets[i] + n_atoms[i]]): i for i in gases
     }
     site_of = {str(info[i]["site"]): i for i in sites}
+    schemes = {info[i].get("adsorption_scheme") for i in sites} - {None}  # a user's frames carry their references
+    scheme = json.loads(schemes.pop()) if len(schemes) == 1 else None
     result = adsorption_energy_errors(
         {site: dft[i] for site, i in site_of.items()},
         {site: model[i] for site, i in site_of.items()},
@@ -60,6 +66,7 @@ def adsorption_metrics(frames, indices: list[int], dft: np.ndarray, model: np.nd
         {mol: dft[i] for mol, i in references.items()},
         {mol: model[i] for mol, i in references.items()},
         adsorbate,
+        scheme,
     )
     preference = site_preference({s: dft[i] for s, i in site_of.items()}, {s: model[i] for s, i in site_of.items()})
     return {"kind": "adsorption", **result, **{f"site_{k}": v for k, v in preference.items()}}

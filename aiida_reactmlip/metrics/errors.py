@@ -26,6 +26,7 @@ from .references import (
 
 __all__ = [
     "ENERGY_REFERENCES",
+    "NoEnergyComparison",
     "COSINE_MIN_FORCE",
     "energy_metrics",
     "force_metrics",
@@ -34,6 +35,11 @@ __all__ = [
 ]
 
 ENERGY_REFERENCES = ("relative:min", "relative:mean", "elemental_fit")
+
+
+class NoEnergyComparison(ValueError):
+    """The frames leave no energy to compare under the chosen reference (every group has a single frame):
+    a property of the data, not an error of the inputs; :func:`compare` turns it into ``energy_note``."""
 #: DFT force norm (eV/Å) below which an atom has no meaningful direction for the cosine.
 COSINE_MIN_FORCE = 1e-3
 
@@ -153,9 +159,11 @@ def energy_metrics(
             "single-frame groups excluded from the statistics"
         )
     if not keep.any():
-        raise ValueError(
-            f"no frame left to compare with reference={reference!r}: every group has a single frame; "
-            "relative energies need at least two frames per group (or use reference='elemental_fit')"
+        raise NoEnergyComparison(
+            f"no energy error: every group has one frame only, and relative energies ({reference}) need at least "
+            "two frames per group, so there is nothing to compare them with; forces are compared all the same. "
+            "To get an energy error, give frames of one composition the same `group` (a reaction's states, a "
+            "scan), add frames, or use the energy reference 'elemental_fit'"
         )
     out = {"energy_reference": text, "energy_reference_key": reference}
     out.update(_error_stats(pred_rel[keep] - dft_rel[keep], nat[keep]))
@@ -355,7 +363,9 @@ def compare(
     ``dft`` must be present in ``pred`` (ValueError otherwise); one only in ``pred`` has no
     label and is not compared. ``n_atoms`` (F,) atoms per frame (may be None if ``numbers``
     is given); forces must have ``sum(n_atoms)`` rows. ``groups``, ``reference``, ``numbers``
-    and ``train_mask`` go to ``energy_metrics``. Forces and stress are compared on all frames.
+    and ``train_mask`` go to ``energy_metrics``. Forces and stress are compared on all frames. When the
+    frames leave no energy to compare (every group a single frame: :class:`NoEnergyComparison`), the result
+    has no energy statistics but ``energy_note`` saying why and what to do, ``n_frames_compared`` 0.
     """
     known = ("energies", "forces", "stress")
     unknown = sorted(set(dft) - set(known))
@@ -369,17 +379,22 @@ def compare(
     out: dict = {}
     nat = None
     if dft.get("energies") is not None:
-        out.update(
-            energy_metrics(
-                dft["energies"],
-                pred["energies"],
-                n_atoms,
-                groups,
-                reference,
-                train_mask=train_mask,
-                numbers=numbers,
+        try:
+            out.update(
+                energy_metrics(
+                    dft["energies"],
+                    pred["energies"],
+                    n_atoms,
+                    groups,
+                    reference,
+                    train_mask=train_mask,
+                    numbers=numbers,
+                )
             )
-        )
+        except NoEnergyComparison as exception:  # forces and stress are still compared
+            out.update(energy_reference=f"{reference}: no energy compared", energy_reference_key=reference,
+                       energy_note=str(exception), n_frames_compared=0,
+                       n_frames_total=len(np.asarray(dft["energies"])))
         nat = _n_atoms_array(n_atoms, len(np.asarray(dft["energies"])), numbers)
     elif n_atoms is not None or numbers is not None:
         n_frames = len(n_atoms) if n_atoms is not None else len(numbers)

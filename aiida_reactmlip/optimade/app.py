@@ -59,7 +59,8 @@ def create_reactmlip_app(profile_name: str | None = None, config=None, filter_li
     ``profile_name``: AiiDA profile to load (default: ``$REACTMLIP_PROFILE``, else the profile already
     loaded, else AiiDA's default). ``config``: a ready ``ServerConfig`` (else :func:`reactmlip_config`
     with ``overrides``). ``filter_limits``: a :class:`~aiida_reactmlip.optimade.guard.FilterLimits`
-    (default 5,000 characters, 20 levels of parentheses, 256 terms); larger filters answer 400.
+    (default 5,000 characters, 20 levels of parentheses, 256 terms, 1,000,000 predicate tests per
+    request); larger or costlier filters answer 400 naming the limit.
     ``/structures`` and ``/references`` query the database on every request (read-only);
     ``/links`` is empty. Query parameters of the wrong type or range answer 400, never 500.
     """

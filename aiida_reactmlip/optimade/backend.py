@@ -14,6 +14,11 @@ datasets, and closes the thread's database session at the end (``scoped_session.
 concurrent requests never exhaust the connection pool. Per-frame attributes of a dataset are
 computed once and cached by dataset UUID: stored datasets are immutable, so the cache never goes
 stale; new datasets are found by the query of the next request, deleted ones drop out of it.
+
+Filters are parsed by :class:`aiida_reactmlip.optimade.guard.FilterParser` (LALR, with size and depth
+limits) and a request whose filter would run more than ``FilterLimits.max_evaluations`` predicate tests
+on the pre-selected frames is refused with 400 before any frame is read. Nothing here writes to the
+database: ``insert`` raises, and the API has no write route.
 """
 
 from __future__ import annotations

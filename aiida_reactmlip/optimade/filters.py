@@ -39,16 +39,26 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 _NUMERIC = {'integer', 'float'}
 
 
-def _and(values: list[bool | None]) -> bool | None:
-    if any(v is False for v in values):
-        return False
-    return None if any(v is None for v in values) else True
+def _all(parts: list[Condition], doc: dict, lookup: Lookup) -> bool | None:
+    """Three-valued AND of ``parts`` on ``doc``; stops at the first False (which decides it)."""
+    unknown = False
+    for part in parts:
+        value = part.evaluate(doc, lookup)
+        if value is False:
+            return False
+        unknown = unknown or value is None
+    return None if unknown else True
 
 
-def _or(values: list[bool | None]) -> bool | None:
-    if any(v is True for v in values):
-        return True
-    return None if any(v is None for v in values) else False
+def _any(parts: list[Condition], doc: dict, lookup: Lookup) -> bool | None:
+    """Three-valued OR of ``parts`` on ``doc``; stops at the first True (which decides it)."""
+    unknown = False
+    for part in parts:
+        value = part.evaluate(doc, lookup)
+        if value is True:
+            return True
+        unknown = unknown or value is None
+    return None if unknown else False
 
 
 class Condition:
@@ -177,7 +187,7 @@ class ReactmlipTransformer(BaseTransformer):
         parts = list(arg)
         qb = [p.qb_filters for p in parts]
         return Condition(
-            lambda doc, lookup: _or([p.evaluate(doc, lookup) for p in parts]),
+            lambda doc, lookup: _any(parts, doc, lookup),
             None if any(q is None for q in qb) else {'or': qb},
             frozenset().union(*(p.fields for p in parts)),
             sum(p.terms for p in parts),
@@ -189,7 +199,7 @@ class ReactmlipTransformer(BaseTransformer):
         parts = list(arg)
         qb = [p.qb_filters for p in parts if p.qb_filters is not None]
         return Condition(
-            lambda doc, lookup: _and([p.evaluate(doc, lookup) for p in parts]),
+            lambda doc, lookup: _all(parts, doc, lookup),
             None if not qb else (qb[0] if len(qb) == 1 else {'and': qb}),
             frozenset().union(*(p.fields for p in parts)),
             sum(p.terms for p in parts),

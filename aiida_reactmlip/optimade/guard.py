@@ -39,7 +39,7 @@ class FilterLimits:
     max_chars: int = 5_000
     max_depth: int = 20
     max_terms: int = 256
-    max_evaluations: int = 2_000_000
+    max_evaluations: int = 1_000_000
 
     def describe(self) -> str:
         return (f'at most {self.max_chars:,} characters, {self.max_depth} levels of parentheses and '
@@ -121,7 +121,7 @@ class FilterParser(LarkParser):
                              f'filters of {limits.describe()}. Remove redundant parentheses.')
         try:
             tree = self.lark.parse(filter_)
-        except Exception as exc:  # noqa: BLE001 - every lark error is a malformed filter
+        except Exception as exc:  # every lark error means a malformed filter
             raise BadRequest(detail=f'Unable to parse filter {_quote(filter_)}: {exc}') from exc
         terms = _count_terms(tree)
         if terms > limits.max_terms:

@@ -173,16 +173,27 @@ def _asgi(app, method: str, path: str, query: str, body: bytes = b'') -> tuple[i
     sent = {'status': 0, 'body': b''}
     messages = [{'type': 'http.request', 'body': body, 'more_body': False}]
 
-    async def receive():
-        return messages.pop(0) if messages else {'type': 'http.disconnect'}
+    async def call():
+        done = asyncio.Event()
 
-    async def reply(message):
-        if message['type'] == 'http.response.start':
-            sent['status'] = message['status']
-        elif message['type'] == 'http.response.body':
-            sent['body'] += message.get('body', b'')
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await done.wait()  # the client stays connected until the whole response is read
+            return {'type': 'http.disconnect'}
 
-    asyncio.run(app(scope, receive, reply))
+        async def reply(message):
+            if message['type'] == 'http.response.start':
+                sent['status'] = message['status']
+            elif message['type'] == 'http.response.body':
+                sent['body'] += message.get('body', b'')
+                if not message.get('more_body', False):
+                    done.set()
+
+        await app(scope, receive, reply)
+        done.set()
+
+    asyncio.run(call())
     return sent['status'], sent['body']
 
 
@@ -258,9 +269,7 @@ def database_fingerprint() -> dict[str, Any]:
 
     from aiida_reactmlip.data.dataset import LabelledDatasetData
 
-    from .backend import close_session
-
-    try:
+    if True:  # the caller's session stays open: closing it would detach the nodes the caller holds
         counts = {name: orm.QueryBuilder().append(cls).count() for name, cls in (
             ('nodes', orm.Node), ('groups', orm.Group), ('comments', orm.Comment), ('logs', orm.Log),
             ('computers', orm.Computer), ('users', orm.User), ('authinfos', orm.AuthInfo))}
@@ -277,8 +286,6 @@ def database_fingerprint() -> dict[str, Any]:
             datasets += 1
         return {**counts, 'datasets': datasets, 'latest_mtime': str(latest[0]) if latest else None,
                 'datasets_sha256': digest.hexdigest()}
-    finally:
-        close_session()
 
 
 def _engine():
@@ -289,15 +296,21 @@ def _engine():
     return getattr(getattr(factory, 'session_factory', None), 'kw', {}).get('bind')
 
 
-def db_connections() -> dict[str, Any]:
-    """Database connections of this process: the SQLAlchemy pool's checked-out and idle ones, and for SQLite
-    the file descriptors open on the database file."""
+def db_connections(count_sessions: bool = True) -> dict[str, Any]:
+    """Database connections of this process: the SQLAlchemy pool's checked-out and idle ones, the SQLAlchemy
+    sessions still alive (a request that does not close its session leaves one per worker thread), and for
+    SQLite the file descriptors open on the database file."""
+    from sqlalchemy.orm import Session
+
     engine = _engine()
     pool = getattr(engine, 'pool', None)
     out: dict[str, Any] = {
         'checked_out': pool.checkedout() if hasattr(pool, 'checkedout') else None,
         'idle': pool.checkedin() if hasattr(pool, 'checkedin') else None,
     }
+    if count_sessions:  # a scan of every Python object: tens of ms
+        gc.collect()
+        out['sessions_alive'] = sum(1 for obj in gc.get_objects() if isinstance(obj, Session))
     database = getattr(getattr(engine, 'url', None), 'database', None)
     if database and os.path.isdir('/proc/self/fd'):
         target = os.path.realpath(database)
@@ -376,18 +389,53 @@ def _cell(text: str) -> str:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """The docs table (markdown) of a ``optimade_hostile`` result: request, answer, wall and CPU ms, message."""
+    """The docs table (markdown) of a ``optimade_hostile`` result: request (GET /v1/structures unless named),
+    answer, wall and CPU ms, the start of the error detail."""
     lines = ['| request | answer | wall (ms) | CPU (ms) | error detail (start) |', '| --- | --- | --- | --- | --- |']
     for row in result['rows']:
         detail = row['detail'] if len(row['detail']) <= 70 else row['detail'][:70] + '...'
-        lines.append(f"| {_cell(row['method'] + ' ' + row['name'])} | {row['status']} | {row['wall_ms']:,.1f} | "
+        label = row['name'] if row['method'] == 'GET' or row['name'].startswith(row['method']) \
+            else f"{row['method']} {row['name']}"
+        lines.append(f"| {_cell(label)} | {row['status']} | {row['wall_ms']:,.1f} | "
                      f"{row['cpu_ms']:,.1f} | {_cell(detail)} |")
     return '\n'.join(lines)
 
 
+def summary(result: dict[str, Any]) -> tuple[str, str]:
+    """(what was measured, the figures) of a ``optimade_hostile`` result, as markdown."""
+    machine = result.get('machine', {})
+    load = machine.get('load_average_at_start')
+    intro = (f"Measured by `python -m benchmarks optimade_hostile` on {str(machine.get('date', '?'))[:10]}: "
+             f"{result['frames']:,} labelled frames in {result['datasets']} datasets (SQLite profile), the app "
+             f"in-process, frame cache warm; each request sent {result['repeat']} times, the slowest kept. "
+             f"{machine.get('cpu_count', '?')} cores, load average {load[0]:.1f} at the start."
+             if load else f"Measured by `python -m benchmarks optimade_hostile` over {result['frames']:,} frames.")
+    worst, flood, readonly = result['worst'], result['flood'], result['readonly']
+    before, after = flood['connections_before'], flood['connections_after']
+    statuses = ', '.join(f'{count} x {code}' for code, count in flood['statuses'].items())
+    counts = readonly['after']
+    worst_line = (f"- Worst request: {worst['name']} ({worst['status']}): {worst['wall_ms']:,.0f} ms wall, "
+                  f"{worst['cpu_ms']:,.0f} ms CPU. Answers 500: {result['answers_500']}.")
+    flood_line = (
+        f"- Flood: {flood['requests']:,} requests after {flood['warmup']} warm-up ({statuses}) in "
+        f"{flood['seconds']:,.0f} s; RSS {flood['rss_mib'][0]:.1f} -> {flood['rss_mib'][-1]:.1f} MiB "
+        f"(growth {flood['rss_growth_mib']:.1f} MiB, sampled {len(flood['rss_mib'])} times); database connections "
+        f"checked out {before['checked_out']} -> {after['checked_out']}, idle {before['idle']} -> {after['idle']}, "
+        f"live sessions {before.get('sessions_alive')} -> {after.get('sessions_alive')}, SQLite file descriptors "
+        f"{before.get('sqlite_fds')} -> {after.get('sqlite_fds')}.")
+    readonly_line = (
+        f"- Read-only: {counts['nodes']} nodes, {counts['links']} links, {counts['groups']} groups, "
+        f"{counts['comments']} comments, {counts['logs']} logs, the latest node mtime and the SHA-256 of the "
+        f"{counts['datasets']} datasets (attributes, extras, repository metadata) "
+        f"{'identical' if readonly['unchanged'] else 'DIFFERENT'} before and after all the requests above.")
+    figures = f'{worst_line}\n{flood_line}\n{readonly_line}'
+    return intro, figures
+
+
 def docs_block(result: dict[str, Any]) -> str:
-    """The generated block of docs/optimade.md (markers included)."""
-    return f'{TABLE_START}\n{markdown_table(result)}\n{TABLE_END}'
+    """The generated block of docs/optimade.md (markers included): what was measured, the table, the figures."""
+    intro, figures = summary(result)
+    return f'{TABLE_START}\n{intro}\n\n{markdown_table(result)}\n\n{figures}\n{TABLE_END}'
 
 
 def replace_docs_block(text: str, result: dict[str, Any]) -> str:

@@ -47,7 +47,10 @@ def write_benchmark_report(node, output: str | pathlib.Path) -> dict[str, pathli
     per group of frames (DFT against each model, relative energies in eV), energy and force parity
     plots, and ``index.html`` showing all of them. When the benchmark relaxed the DFT minima:
     ``stability.md`` (every minimum per model) and its table in the page; when it ran a DFT NEB:
-    ``neb.md`` and ``neb_profile.png`` (DFT NEB, each model's NEB, each model on the DFT band).
+    ``neb.md`` and ``neb_profile.png`` (DFT NEB, each model's NEB, each model on the DFT band). With physics-aware
+    checks: ``physics.md``, their table and the diatomic-curve and NVE plots per model. One page per reaction
+    (system), ``reaction_<system>.html`` with its plots (:mod:`aiida_reactmlip.report.reaction_page`), listed
+    under "Reactions" in ``index.html``.
     """
     from aiida_reactmlip.metrics import reference_indices, relative_energies
 
@@ -121,10 +124,25 @@ def write_benchmark_report(node, output: str | pathlib.Path) -> dict[str, pathli
             output / "neb_profile.png", title="NEB: DFT against each model",
         )
         profiles.append("neb_profile.png")
+    physics_html = ""
+    if "physics" in node.outputs:  # the physics-aware checks: table and plots per model
+        from aiida_reactmlip.report.physics import write_physics_section
+
+        physics = {node.outputs.metrics[key]["model_name"] if key in node.outputs.metrics else key: value
+                   for key, value in sorted(node.outputs.physics.items())}
+        physics_files, physics_plots, physics_html = write_physics_section(physics, output)
+        files.update(physics_files)
+        profiles += physics_plots
     files["energy_parity.png"] = plot_energy_parity(dft_rel, predicted_rel, output / "energy_parity.png")
     files["force_parity.png"] = plot_force_parity(frames.forces, predicted_forces, output / "force_parity.png")
     files["index.html"] = output / "index.html"
-    files["index.html"].write_text(_html(node, rows, reference_note, profiles, stability, neb))
+    files["index.html"].write_text(_html(node, rows, reference_note, profiles, stability, neb, physics_html))
+    from aiida_reactmlip.report.reaction_page import reaction_links, write_reaction_pages
+
+    reactions = write_reaction_pages(node, output)  # one page per reaction (system), linked from the index
+    files.update(reactions)
+    links = reaction_links(sorted(name for name in reactions if name.endswith(".html")))
+    files["index.html"].write_text(files["index.html"].read_text().replace('<div id="plots">', links + '<div id="plots">', 1))
     return files
 
 
@@ -137,8 +155,12 @@ def _by_model_name(node, namespace: str) -> dict[str, dict]:
 
 
 def _html(node, rows, reference_note: str, profiles: list[str], stability: dict | None = None,
-          neb: dict | None = None) -> str:
+          neb: dict | None = None, physics_html: str = "") -> str:
     extra = ""
+    if physics_html:
+        extra += ("<h2>Physics-aware checks: no DFT needed (docs/physics.md)</h2>" + physics_html
+                  + "<p>Diatomic curves of the study's element pairs, NVE energy drift, a heating ramp to the "
+                  "temperature at which the structure falls apart, library reaction energies [DFT].</p>")
     if neb:
         extra += ("<h2>NEB barrier: each model's own NEB against the DFT NEB</h2>"
                   + table("neb", neb_headers(), neb_rows(neb))

@@ -28,9 +28,9 @@ PHYSICS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pairs_repulsive", "pairs repulsive", "{}"),
     ("pairs_single_well", "pairs single well", "{}"),
     ("max_inflections", "max inflections", "{}"),
-    ("max_fe_dev", "max |F+dE/dr| (eV/Å)", "{:.3f}"),
+    ("max_fe_dev", "max dev F+dE/dr (eV/Å)", "{:.3f}"),
     ("h_h_r_min", "H-H r_min (Å)", "{:.3f}"),
-    ("nve_max_abs_drift", "NVE max |drift| (meV/atom/ps)", "{:.3f}"),
+    ("nve_max_abs_drift", "NVE max abs drift (meV/atom/ps)", "{:.3f}"),
     ("nve_max_spread", "NVE max spread (meV/atom)", "{:.3f}"),
     ("nve_bonds_changed", "NVE bonds broken/formed", "{}"),
     ("ramp", "ramp: T reached (K)", "{}"),
@@ -150,3 +150,48 @@ def plot_nve_traces(
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def physics_arrays(metrics_node) -> dict[str, np.ndarray]:
+    """The curves and traces of the ``reactmlip.physics`` CalcJob that made ``metrics_node`` (its ``metrics``
+    output), by array name; empty when the node has no such creator."""
+    creator = metrics_node.creator
+    arrays: dict[str, np.ndarray] = {}
+    for port in ("curves", "traces"):
+        if creator is not None and port in creator.outputs:
+            node = creator.outputs[port]
+            arrays.update({name: node.get_array(name) for name in node.get_arraynames()})
+    return arrays
+
+
+def write_physics_section(
+    physics: Mapping[str, object], output: str | pathlib.Path
+) -> tuple[dict, list[str], str]:
+    """The physics part of a benchmark report: ``physics.md``, the diatomic and NVE plots per model.
+
+    ``physics`` maps a model name to its ``metrics`` Dict node (the benchmark's ``physics`` outputs). Returns
+    (files by name, plot file names, the table as HTML).
+    """
+    from aiida_reactmlip.report.page import table
+
+    output = pathlib.Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    files: dict[str, pathlib.Path] = {}
+    plots: list[str] = []
+    rows = []
+    for name, node in physics.items():
+        metrics = node.get_dict()
+        rows.append(physics_row(name, metrics))
+        arrays = physics_arrays(node)
+        stem = "".join(c if c.isalnum() or c in "-." else "-" for c in name)
+        for kind, plot in (("diatomic", plot_diatomic_curves), ("nve", plot_nve_traces)):
+            if not arrays:
+                break
+            path = plot(metrics, arrays, output / f"physics-{kind}-{stem}.png", title=name)
+            if path is not None:
+                files[path.name] = path
+                plots.append(path.name)
+    files["physics.md"] = output / "physics.md"
+    files["physics.md"].write_text("## Physics-aware checks\n\n" + to_markdown(rows))
+    head, cells = physics_table(rows)
+    return files, plots, table("physics", head, cells)

@@ -19,6 +19,10 @@ COLUMNS = (
     ("neb_barrier_error", "NEB barrier err (meV)", "{:+.0f}"),
     ("stability_rmsd_mean", "relaxed minima RMSD (Å)", "{:.3f}"),
     ("stability_n_changed", "minima changed", "{}"),
+    ("physics_repulsive_pairs", "pairs repulsive", "{}"),
+    ("physics_nve_max_abs_drift", "NVE max abs drift (meV/atom/ps)", "{:.2f}"),
+    ("physics_ramp_min_t_reached", "ramp T reached (K)", "{:.0f}"),
+    ("physics_reaction_sign_agrees", "reaction sign as DFT", "{}"),
 )
 #: Columns stored in eV (or eV/Å) and shown in meV.
 MILLI = {"energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse", "adsorption_energy_mae",
@@ -27,7 +31,10 @@ MILLI = {"energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse
 
 #: Columns shown only when some row has a value (reactive metrics exist for some systems only).
 OPTIONAL = {"adsorption_energy_mae", "barrier_mae", "dft_band_barrier_error", "neb_barrier_error",
-            "stability_rmsd_mean", "stability_n_changed"}
+            "stability_rmsd_mean", "stability_n_changed", "physics_repulsive_pairs", "physics_nve_max_abs_drift",
+            "physics_ramp_min_t_reached", "physics_reaction_sign_agrees"}
+#: "k/n" columns of the physics-aware checks: the count and what it is out of.
+OUT_OF = {"physics_repulsive_pairs": "physics_pairs", "physics_reaction_sign_agrees": "physics_reaction_with_dft"}
 
 
 def _cell(key: str, fmt: str, row: dict) -> str:
@@ -36,6 +43,8 @@ def _cell(key: str, fmt: str, row: dict) -> str:
         return "-"
     if key == "stability_n_changed":  # "k/n": minima where a bond broke or formed or an adsorbate left its site
         return f"{int(value)}/{int(row.get('stability_n_minima', 0))}"
+    if key in OUT_OF:
+        return f"{int(value)}/{int(row.get(OUT_OF[key]) or 0)}"
     if key in MILLI:
         value = 1000.0 * float(value)
     return fmt.format(value)

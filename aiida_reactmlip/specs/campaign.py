@@ -26,6 +26,13 @@ A campaign file (``workchains/NAME.yaml``)::
       path_overrides: {nstep_path: 30}       # optional neb.x PATH overrides
     mlip_neb_settings: {fmax: 0.05}          # optional reactmlip.neb settings of the models' NEB
     evaluate_settings: {device: cuda}        # optional reactmlip.evaluate settings (device, workers, mode, ...)
+    structures:                              # optional: the user's own structures beside (or instead of) systems
+      - {file: my_reaction.extxyz}           # roles from each frame's info: role=slab|gas|minimum|initial|final|
+                                             # image|scan, group=..., fixed_atoms=... (docs/your-reaction.md);
+                                             # dft_neb initial/final may name their frames
+    physics: {elements: [H, Cu], checks: [diatomic, nve, ramp, reaction], quick: false}
+                                             # optional: physics-aware checks of every model (docs/physics.md);
+                                             # `physics: {}` checks the campaign's own elements
 """
 
 from __future__ import annotations
@@ -41,7 +48,13 @@ from aiida_reactmlip.specs.files import check_settings, read_spec_file
 
 KNOWN_KEYS = {"name", "category", "description", "systems", "models", "protocol", "pseudo_family", "pw_processes",
               "energy_reference", "relax_minima", "relax_settings", "dft_neb", "mlip_neb_settings",
-              "evaluate_settings"}
+              "evaluate_settings", "physics", "structures"}
+#: Keys of an entry of a campaign's ``structures``: ``file`` (extxyz or any file ASE reads; relative to the
+#: campaign file), ``system`` (default: the file's stem).
+STRUCTURES_KEYS = {"file", "system"}
+#: Keys of a campaign's ``physics`` entry: ``elements`` (default: the campaign's), ``checks`` (default: all four),
+#: ``quick`` (MD 10x shorter).
+PHYSICS_KEYS = {"elements", "checks", "quick"}
 #: Keys of a campaign's ``dft_neb`` entry (``initial`` and ``final`` required: configuration names).
 DFT_NEB_KEYS = {"initial", "final", "num_images", "interpolation", "climbing_image", "path_overrides",
                 "parameter_overrides", "max_iterations", "relax_end_states"}
@@ -73,6 +86,10 @@ class CampaignSpec:
     mlip_neb_settings: dict | None = None
     #: reactmlip.evaluate runner settings of every model's evaluations (device, workers, mode, ...)
     evaluate_settings: dict | None = None
+    #: physics-aware checks of every model (see PHYSICS_KEYS); None: none
+    physics: dict | None = None
+    #: the user's own structures: ``{"file": absolute path, "system": name}`` (see STRUCTURES_KEYS)
+    structures: list = dataclasses.field(default_factory=list)
 
 
 def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
@@ -85,12 +102,14 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
     data = read_spec_file(path, "campaign", KNOWN_KEYS, hint=(
         "; fine-tuning studies (workchains/finetune-*.yaml) run with `reactmlip finetune study`, "
         "active-learning loops (workchains/loop-*.yaml) with `reactmlip loop run`"))
-    for key in ("name", "systems", "models"):
+    for key in ("name", "models"):
         if not data.get(key):
             raise ValueError(f"{path}: '{key}' is required")
+    if not data.get("systems") and not data.get("structures"):
+        raise ValueError(f"{path}: 'systems' is required (library systems), or 'structures' (your own file)")
     systems = []
     available = set(list_systems())
-    for entry in data["systems"]:
+    for entry in data.get("systems") or []:
         request = SystemRequest(entry) if isinstance(entry, str) else SystemRequest(**entry)
         if request.name not in available:
             raise ValueError(f"{path}: unknown system {request.name!r}; see `reactmlip systems list`")
@@ -118,11 +137,99 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
         pw_processes=int(data.get("pw_processes", 1)), energy_reference=data.get("energy_reference", "relative:min"),
         relax_minima=data.get("relax_minima", True), relax_settings=data.get("relax_settings"),
         dft_neb=data.get("dft_neb"), mlip_neb_settings=data.get("mlip_neb_settings"),
-        evaluate_settings=data.get("evaluate_settings"),
+        evaluate_settings=data.get("evaluate_settings"), physics=check_physics(data.get("physics"), path),
+        structures=check_structures(data.get("structures"), path),
     )
     if spec.dft_neb is not None:
         check_dft_neb(spec, str(path))
     return spec
+
+
+def check_structures(entries, path) -> list[dict]:
+    """A campaign's ``structures`` entries with their files found (relative to the campaign file) and read: each
+    frame's roles checked (:func:`aiida_reactmlip.user_structures.normalise_frames`); ValueError naming the
+    file and the frame."""
+    from aiida_reactmlip.specs.files import find_file
+
+    if entries is None:
+        return []
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: 'structures' must be a mapping {{file: ...}} or a list of them")
+    checked = []
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"file": entry}
+        if not isinstance(entry, dict) or "file" not in entry:
+            raise ValueError(f"{path}: each 'structures' entry needs 'file', got {entry!r}")
+        unknown = sorted(set(entry) - STRUCTURES_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: unknown structures key(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(STRUCTURES_KEYS))}")
+        file = find_file(str(entry["file"]), path, "structures file")
+        checked.append({"file": str(file.resolve()), "system": str(entry.get("system") or file.stem)})
+        try:
+            user_configurations(checked[-1])
+        except ValueError as exception:
+            raise ValueError(f"{path}: structures file {file}: {exception}") from exception
+    return checked
+
+
+def user_configurations(entry: dict) -> list:
+    """The frames of one ``structures`` entry with the library's info (roles, fixed atoms, adsorbate, site)."""
+    import ase.io
+
+    from aiida_reactmlip.user_structures import normalise_frames
+
+    try:
+        images = ase.io.read(entry["file"], index=":")
+    except Exception as exception:  # noqa: BLE001  (ASE raises many kinds)
+        raise ValueError(f"ASE cannot read it: {exception}") from exception
+    if not images:
+        raise ValueError("it holds no structures")
+    for atoms in images:
+        atoms.info.setdefault("origin", pathlib.Path(entry["file"]).name)
+    frames, _ = normalise_frames(images, entry["system"])
+    return frames
+
+
+def check_physics(physics, where) -> dict | None:
+    """A campaign's ``physics`` entry checked (ValueError naming the problem); None when absent."""
+    if physics is None:
+        return None
+    if not isinstance(physics, dict):
+        raise ValueError(f"{where}: 'physics' must be a mapping with keys {sorted(PHYSICS_KEYS)} (or {{}})")
+    unknown = sorted(set(physics) - PHYSICS_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown physics key(s) {', '.join(unknown)}; known: {', '.join(sorted(PHYSICS_KEYS))}")
+    from aiida_reactmlip.physics import default_plan
+
+    try:
+        default_plan(physics.get("elements") or ["H"], checks=physics.get("checks", ("diatomic",)))
+    except (ValueError, KeyError) as exception:
+        raise ValueError(f"{where}: physics: {exception}") from exception
+    return dict(physics)
+
+
+def physics_inputs(spec: CampaignSpec, elements) -> dict:
+    """``physics_settings`` and (when the checks use frames) ``physics_structures`` of the benchmark for the
+    campaign's ``physics`` entry (the default plan of :func:`aiida_reactmlip.physics.default_plan`)."""
+    from aiida import orm
+
+    from aiida_reactmlip.frames import Frames
+    from aiida_reactmlip.physics import default_plan
+    from aiida_reactmlip.specs.datasets import stored_once
+
+    physics = spec.physics
+    plan = default_plan(physics.get("elements") or sorted(elements),
+                        checks=physics.get("checks", ("diatomic", "nve", "ramp", "reaction")),
+                        md_scale=0.1 if physics.get("quick") else 1.0)
+    inputs = {"physics_settings": orm.Dict({**plan["settings"], "num_threads": 1})}
+    if plan["frames"]:
+        inputs["physics_structures"] = stored_once(Frames.from_atoms(plan["frames"]), label="physics-check structures",
+                                                   description=f"physics-aware checks of campaign {spec.name}")
+    return inputs
 
 
 def check_dft_neb(spec: CampaignSpec, where: str) -> tuple:
@@ -188,6 +295,8 @@ def campaign_configurations(spec: CampaignSpec) -> list:
         for atoms in system.configurations:
             if request.roles is None or atoms.info.get("role") in request.roles:
                 configurations.append(atoms)
+    for entry in spec.structures:
+        configurations.extend(user_configurations(entry))
     return configurations
 
 
@@ -250,6 +359,9 @@ def campaign_builder(spec: CampaignSpec):
                   parameter_overrides=neb.get("parameter_overrides"))
         builder.dft_neb.options = dft_options(spec.pw_processes, 7200)
         set_dicts(builder, mlip_neb_settings=spec.mlip_neb_settings)
+    if spec.physics is not None:
+        for key, value in physics_inputs(spec, elements).items():
+            builder[key] = value
     builder.metadata.label = f"campaign {spec.name}"
     builder.metadata.description = spec.description
     return builder

@@ -246,6 +246,9 @@ class TorchFinetune:
         with self.log.capture():
             saved = predict_energies(load_calculator(self.family, model_file), images)
             memory = predict_energies(self.calculator("cpu"), images)
+        if not np.all(np.isfinite(memory)):  # a finite loss can still leave weights that predict NaN
+            raise TrainingDivergedError(f"the trained {self.title} predicts non-finite energies {memory} eV: "
+                                        "training diverged; lower the learning rate")
         if not np.allclose(saved, memory, rtol=0, atol=1e-5):
             raise TrainingError(f"the saved {self.title} {self.file_kind} predicts {saved} eV, "
                                 f"the trained model {memory} eV")

@@ -9,7 +9,8 @@ One round::
     select    aiida_reactmlip.selection (random | committee | fps | committee+fps): k pool frames
     label     LabelWorkChain (pw.x) on the selected frames; oracle mode: select_frames from the pool
     merge     merge_datasets: all labels so far
-    fine-tune reactmlip.finetune of the base model on all labels
+    fine-tune reactmlip.finetune of the base model on all labels (in reactmlip.finetune_base: a diverged
+              training is retried with half the learning rate, a killed job once)
     evaluate  reactmlip.evaluate + reactmlip.compute_metrics on the fixed DFT validation set
     stop?     target force / energy MAE reached, DFT budget spent, max_rounds, pool exhausted
 
@@ -48,6 +49,7 @@ from aiida_reactmlip.workflows.active_learning_functions import (
 )
 from aiida_reactmlip.workflows.active_learning_inputs import COMMITTEE_STRATEGIES, validate_inputs
 from aiida_reactmlip.workflows.label import LabelWorkChain
+from aiida_reactmlip.workflows.restart import FinetuneBaseWorkChain, failure_reason
 
 #: Name of the extra on the WorkChain node that holds the per-round progress rows.
 PROGRESS_EXTRA = "loop_progress"
@@ -188,16 +190,16 @@ class ActiveLearningWorkChain(WorkChain):
         return orm.Dict({**params, "seed": int(seed)})
 
     def _submit_finetune(self, training, seed: int, label: str, start_model=None):
-        FinetuneCalculation = CalculationFactory("reactmlip.finetune")
+        """Submit a ``reactmlip.finetune_base`` WorkChain (retries a diverged or killed fine-tune) as ``label``."""
         inputs = {
             "code": self.inputs.runner_code,
             "base_model": start_model or self.inputs.base_model,
             "training": training,
             "parameters": self._finetune_parameters(seed),
             "model_name": orm.Str(f"{self.inputs.base_model.model_name}-al-{label}"),
-            "metadata": {"call_link_label": label, **self._options()},
+            "metadata": self._options(),
         }
-        return self.submit(FinetuneCalculation, **inputs)
+        return self.submit(FinetuneBaseWorkChain, finetune=inputs, metadata={"call_link_label": label})
 
     def _submit_evaluate(self, model, dataset, label: str):
         inputs = {"code": self.inputs.runner_code, "model": model, "dataset": dataset,
@@ -336,7 +338,7 @@ class ActiveLearningWorkChain(WorkChain):
             node = self.ctx[f"committee_{member:02d}"]
             if not node.is_finished_ok or "model" not in node.outputs:
                 return self.exit_codes.ERROR_COMMITTEE_FAILED.format(
-                    round=self.ctx.round, message=f"fine-tune <{node.pk}> [{node.exit_status}] {node.exit_message}")
+                    round=self.ctx.round, message=f"fine-tune <{node.pk}> {failure_reason(node)}")
         return None
 
     def run_committee_predictions(self):
@@ -438,7 +440,7 @@ class ActiveLearningWorkChain(WorkChain):
         node = self.ctx.finetune
         if not node.is_finished_ok or "model" not in node.outputs:
             return self.exit_codes.ERROR_FINETUNE_FAILED.format(
-                round=self.ctx.round, message=f"<{node.pk}> [{node.exit_status}] {node.exit_message}")
+                round=self.ctx.round, message=f"<{node.pk}> {failure_reason(node)}")
         self.ctx.model = node.outputs.model
         self._out_round("model", self.ctx.model)
         return None

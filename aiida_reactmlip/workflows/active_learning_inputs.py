@@ -30,8 +30,10 @@ def _scoring_error(validation: LabelledDatasetData, settings: dict) -> str | Non
     labels = {"energies": frames.energies, "forces": frames.forces}
     numbers = [frames.numbers[start : start + n] for start, n in zip(frames.offsets, frames.n_atoms)]
     try:
-        compare(labels, labels, n_atoms=frames.n_atoms, groups=frame_groups(frames), reference=reference,
-                numbers=numbers)
+        scored = compare(labels, labels, n_atoms=frames.n_atoms, groups=frame_groups(frames), reference=reference,
+                         numbers=numbers)
+        if "energy_note" in scored:  # the loop's rounds are scored on energies too: refuse it here
+            raise ValueError(scored["energy_note"])
     except ValueError as exception:
         return (f"validation pk {validation.pk} cannot be scored with energy_reference {reference!r}: {exception}; "
                 "give a validation set with several frames per group, or another metrics_settings energy_reference")

@@ -18,33 +18,38 @@ Outline:
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
+from aiida.engine import ToContext, WorkChain, if_, while_
 
 from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
 from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.metrics.by_system import frame_groups
-from aiida_reactmlip.calculations.mlip_neb import DEFAULT_SETTINGS as NEB_DEFAULT_SETTINGS
 from aiida_reactmlip.calculations.mlip_neb import MlipNebCalculation
-from aiida_reactmlip.calculations.relax import DEFAULT_SETTINGS as RELAX_DEFAULT_SETTINGS
-from aiida_reactmlip.calculations.relax import RelaxCalculation, validate_settings
+from aiida_reactmlip.calculations.physics import PhysicsCheckCalculation, physics_problem
+from aiida_reactmlip.calculations.relax import RelaxCalculation
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
 from aiida_reactmlip.frames import Frames
-from aiida_reactmlip.metrics.reactive import (
-    barrier_error,
-    neb_barrier_error,
-    select_minima,
-    stability_changed,
-    stability_summary,
-    structural_stability,
-)
+from aiida_reactmlip.runner import contract
 from aiida_reactmlip.workflows.label import LabelWorkChain
 from aiida_reactmlip.workflows.dft_neb import DftNebWorkChain
+from aiida_reactmlip.workflows.benchmark_functions import (  # noqa: F401  (re-exported)
+    KINDS,
+    LEADERBOARD_COLUMNS,
+    NEB_FIELDS,
+    STABILITY_FIELDS,
+    compare_neb,
+    compute_stability,
+    dft_neb_datasets,
+    fixed_atoms_of_frame,
+    leaderboard_rows,
+    make_leaderboard,
+    minima_frames,
+    select_dft_minima,
+)
 
 #: Relaxation of the DFT minima with each model: BFGS to 0.05 eV/Å, at most 300 steps.
 DEFAULT_RELAX_SETTINGS = {"optimizer": "BFGS", "fmax": 0.05, "max_steps": 300}
@@ -73,10 +78,51 @@ def _structure_elements(inputs) -> set[str]:
     return elements
 
 
+def metrics_problem(dataset, settings: dict) -> str | None:
+    """Why ``reactmlip.compute_metrics`` could not give a result on ``dataset`` with ``settings``, and what to do;
+    None when it can. Checks the settings, that every frame has a DFT energy and forces, and runs the metrics
+    once with the DFT labels as predictions (group compositions, ``train_mask``, the elemental fit's span).
+    One frame per group is no problem: forces are compared and the energy error is explained, not refused."""
+    from aiida_reactmlip.metrics.errors import ENERGY_REFERENCES, NoEnergyComparison, compare
+
+    unknown = sorted(set(settings) - {"energy_reference", "train_mask"})
+    if unknown:
+        return f"metrics_settings: unknown key(s) {', '.join(unknown)}; known: energy_reference, train_mask"
+    reference = settings.get("energy_reference", "relative:min")
+    if reference not in ENERGY_REFERENCES:
+        return f"metrics_settings: energy_reference {reference!r} is not one of {', '.join(ENERGY_REFERENCES)}"
+    frames = dataset.frames
+    for index in range(len(frames)):
+        start, n = frames.offsets[index], frames.n_atoms[index]
+        name = frames.info[index].get("name", index)
+        if not np.isfinite(frames.energies[index]):
+            return (f"dataset frame {index} ({name}) has no DFT energy: a benchmark compares DFT labels; label it "
+                    "first (`reactmlip label`, reactmlip.label) or leave it out of the dataset")
+        if not np.isfinite(frames.forces[start : start + n]).all():
+            return (f"dataset frame {index} ({name}) has no DFT forces (eV/Å): label it with forces (reactmlip.label "
+                    "computes them) or leave it out of the dataset")
+    numbers = [frames.numbers[start : start + n] for start, n in zip(frames.offsets, frames.n_atoms)]
+    labels = {"energies": frames.energies, "forces": frames.forces}
+    try:
+        compare(labels, labels, n_atoms=frames.n_atoms, groups=frame_groups(frames), reference=reference,
+                numbers=numbers, train_mask=settings.get("train_mask"))
+    except NoEnergyComparison:
+        return None
+    except ValueError as exception:
+        hint = ("; give frames of one composition the same `group` (frame info) and frames of another composition "
+                "another group") if "mixes compositions" in str(exception) else ""
+        return f"the metrics cannot be computed on this dataset with {settings or 'the default settings'}: {exception}{hint}"
+    return None
+
+
 def validate_inputs(inputs, _):
-    """Every model must cover every element; either a dataset or structures to label; valid job settings."""
+    """Every model must cover every element; either a dataset or structures to label; valid job settings; metrics
+    that can be computed on the dataset (:func:`metrics_problem`)."""
     if "dataset" not in inputs and not inputs.get("label", {}).get("structures"):
         return "give either a labelled `dataset` or `label.structures` to label with DFT"
+    if "dataset" in inputs and inputs.get("label", {}).get("structures"):
+        return ("give either a labelled `dataset` or `label.structures` to label with DFT, not both (the structures "
+                "would not be labelled)")
     models = inputs.get("models", {})
     if not models:
         return "no models given: pass at least one MlipModelData in the `models` namespace"
@@ -90,168 +136,40 @@ def validate_inputs(inputs, _):
         if "fixed_atoms" in settings:
             return ("relax_settings: fixed_atoms cannot be given; the atoms kept fixed come from each frame's "
                     "info (`fixed_atoms`, or the bottom `fixed_layers` of a slab)")
-        message = validate_settings(settings, RELAX_DEFAULT_SETTINGS, "relax")
-        if message:
-            return f"relax_settings: {message}"
+        try:
+            contract.check_settings("relax", settings)
+        except ValueError as exc:
+            return f"relax_settings: {exc}"
     if "mlip_neb_settings" in inputs:
-        message = validate_settings(inputs["mlip_neb_settings"].get_dict(), NEB_DEFAULT_SETTINGS, "neb")
+        try:
+            contract.check_settings("neb", inputs["mlip_neb_settings"].get_dict())
+        except ValueError as exc:
+            return f"mlip_neb_settings: {exc}"
+    if "evaluate_settings" in inputs:
+        try:
+            contract.check_settings("evaluate", inputs["evaluate_settings"].get_dict())
+        except ValueError as exc:
+            return f"evaluate_settings: {exc}"
+    if "physics_settings" in inputs:
+        message = physics_problem(inputs["models"], inputs["physics_settings"], inputs.get("physics_structures"))
         if message:
-            return f"mlip_neb_settings: {message}"
+            return message
     concurrent = inputs.get("max_concurrent_jobs")
     if concurrent is not None and concurrent.value < 1:
         return f"max_concurrent_jobs must be >= 1, got {concurrent.value}"
-    return None
+    settings = inputs["metrics_settings"].get_dict() if "metrics_settings" in inputs else {}
+    if "dataset" in inputs:
+        return metrics_problem(inputs["dataset"], settings)
+    probe = metrics_problem(_empty_probe(), settings)  # the settings alone, before the labels exist
+    return probe if probe and probe.startswith("metrics_settings") else None
 
 
-# ----------------------------------------------------------------------------- pure helpers
-
-
-def fixed_atoms_of_frame(atoms, info: dict) -> list[int]:
-    """Atoms to keep fixed when a model relaxes this DFT frame.
-
-    ``info["fixed_atoms"]`` (a JSON list, as the campaign stores the builders' constraints) if present;
-    else, for a slab (``kind`` slab) with ``fixed_layers`` = n, the atoms of its n lowest layers
-    (:func:`aiida_reactmlip.systems.surfaces.layers`); else none.
-    """
-    carried = info.get("fixed_atoms")
-    if carried is not None:
-        value = json.loads(carried) if isinstance(carried, str) else carried
-        return sorted(int(i) for i in value)
-    n_layers = int(info.get("fixed_layers", 0) or 0)
-    if n_layers <= 0 or info.get("kind") != "slab":
-        return []
-    from aiida_reactmlip.systems.surfaces import layers
-
-    found = layers(atoms)  # top first
-    return sorted(int(i) for layer in found[-n_layers:] for i in layer)
-
-
-def minima_frames(frames: Frames) -> tuple[list[int], Frames]:
-    """(dataset indices, frames) of the DFT minima to relax; each frame's info gets ``dataset_index`` and
-    ``fixed_atoms`` (JSON, see :func:`fixed_atoms_of_frame`)."""
-    indices = select_minima(frames.info, frames.energies, frame_groups(frames))
-    subset = frames.subset(indices)
-    atoms_list = subset.to_atoms()
-    for k, index in enumerate(indices):
-        info = subset.info[k]
-        fixed = fixed_atoms_of_frame(atoms_list[k], info)
-        info["dataset_index"] = int(index)
-        if fixed:
-            info["fixed_atoms"] = json.dumps(fixed)
-        else:
-            info.pop("fixed_atoms", None)
-    return indices, subset
-
-
-# ----------------------------------------------------------------------------- calcfunctions
-
-
-@calcfunction
-def select_dft_minima(dataset: LabelledDatasetData) -> LabelledDatasetData:
-    """The DFT minima of ``dataset`` (flagged, end states, else the lowest energy of each group) with their labels."""
-    _, subset = minima_frames(dataset.frames)
-    return LabelledDatasetData(frames=subset)
-
-
-@calcfunction
-def compute_stability(minima: LabelledDatasetData, relaxed: LabelledDatasetData,
-                      predictions: orm.ArrayData | None = None) -> orm.Dict:
-    """Structural stability of every DFT minimum relaxed by the model (RMSD in Å, bonds, sites).
-
-    Per minimum (``minima``, in order): :func:`~aiida_reactmlip.metrics.reactive.structural_stability` of the
-    DFT structure against the model's relaxation, plus ``converged``, ``steps`` and, when the model's
-    ``predictions`` on the dataset are given, ``relaxation_energy_eV`` = E_model(relaxed) -
-    E_model(DFT minimum) (eV, <= 0: how far down the model slides away from the DFT geometry).
-    Summaries (:func:`~aiida_reactmlip.metrics.reactive.stability_summary`) for all minima and per system.
-    """
-    reference, moved = minima.to_atoms(), relaxed.to_atoms()
-    if len(reference) != len(moved):
-        raise ValueError(f"{len(reference)} minima but {len(moved)} relaxed frames")
-    energies = predictions.get_array("energies") if predictions is not None else None
-    frames, by_system = [], {}
-    for k, (ref, new) in enumerate(zip(reference, moved)):
-        info, new_info = dict(ref.info), dict(new.info)
-        result = structural_stability(ref, new)
-        result.update({
-            "name": str(info.get("name", f"frame {k}")),
-            "system": str(info.get("system", "")),
-            "role": info.get("role"),
-            "site": info.get("site"),
-            "dataset_index": info.get("dataset_index"),
-            "converged": bool(new_info.get("converged", True)),
-            "steps": new_info.get("steps"),
-            "changed": False,
-        })
-        result["changed"] = stability_changed(result)
-        if energies is not None and info.get("dataset_index") is not None:
-            result["relaxation_energy_eV"] = float(new.get_potential_energy() - energies[int(info["dataset_index"])])
-        frames.append(result)
-        by_system.setdefault(result["system"], []).append(result)
-    return orm.Dict({
-        "frames": frames,
-        "summary": stability_summary(frames),
-        "per_system": {system: stability_summary(results) for system, results in by_system.items()},
-        "changed": [r["name"] for r in frames if r["changed"]],
-        "definition": "DFT minima relaxed with the model (fixed atoms kept fixed); RMSD over all atoms after "
-                      "removing the rigid translation; bonds by 1.25 x covalent radii with hysteresis",
-        "model_name": relaxed.frame_info[0].get("model_name") if len(moved) else None,
-    })
-
-
-@calcfunction
-def dft_neb_datasets(band: orm.TrajectoryData, energy_profile: orm.ArrayData, system: orm.Str) -> dict:
-    """The DFT NEB's converged band as datasets: ``band`` (every image with its DFT energy in eV; forces
-    not labelled) and ``end_states`` (its first and last image) for the model's own NEB."""
-    energies = np.asarray(energy_profile.get_array("energies"), dtype=float)
-    if len(energies) != band.numsteps:
-        raise ValueError(f"the energy profile has {len(energies)} images, the band {band.numsteps}")
-    atoms_list = []
-    for k in range(band.numsteps):
-        atoms = band.get_step_structure(k).get_ase()
-        role = "initial" if k == 0 else "final" if k == band.numsteps - 1 else "image"
-        atoms.info = {"system": system.value, "name": f"dft-neb-{k}", "role": role, "image_index": k,
-                      "origin": "dft_neb", "energy": float(energies[k])}
-        atoms_list.append(atoms)
-    frames = Frames.from_atoms(atoms_list)
-    return {"band": LabelledDatasetData(frames=frames),
-            "end_states": LabelledDatasetData(frames=frames.subset([0, len(frames) - 1]))}
-
-
-@calcfunction
-def compare_neb(dft_profile: orm.ArrayData, mlip_profile: orm.Dict, band_predictions: orm.ArrayData) -> orm.Dict:
-    """Barrier of the model's own NEB against the DFT NEB, and the model's barrier along the DFT NEB band.
-
-    ``neb``: :func:`~aiida_reactmlip.metrics.reactive.neb_barrier_error` (MLIP NEB band vs DFT NEB band,
-    each relative to its own initial image); ``dft_band``: :func:`~aiida_reactmlip.metrics.reactive.barrier_error`
-    of the model's energies on the DFT band's images. Summary keys: ``dft_neb_barrier_eV``,
-    ``mlip_neb_barrier_eV``, ``neb_barrier_error_eV`` (MLIP NEB - DFT NEB), ``dft_band_barrier_error_eV``
-    (model along the DFT band - DFT), ``mlip_neb_converged``; relative energy profiles (eV) for plots.
-    """
-    dft = np.asarray(dft_profile.get_array("energies"), dtype=float)
-    profile = mlip_profile.get_dict()
-    mlip = np.asarray(profile["energies"], dtype=float)
-    on_band = np.asarray(band_predictions.get_array("energies"), dtype=float)
-    neb = neb_barrier_error(dft, mlip)
-    band = barrier_error(dft, on_band)
-    return orm.Dict({
-        "neb": neb,
-        "dft_band": band,
-        "dft_neb_barrier_eV": neb["dft_barrier_eV"],
-        "mlip_neb_barrier_eV": neb["model_barrier_eV"],
-        "neb_barrier_error_eV": neb["barrier_error_eV"],
-        "model_dft_band_barrier_eV": band["model_barrier_eV"],
-        "dft_band_barrier_error_eV": band["barrier_error_eV"],
-        "mlip_neb_converged": bool(profile.get("converged")),
-        "mlip_neb_steps": profile.get("steps"),
-        "mlip_neb_fmax": profile.get("fmax"),
-        "dft_relative_energies_eV": (dft - dft[0]).tolist(),
-        "mlip_neb_relative_energies_eV": (mlip - mlip[0]).tolist(),
-        "model_on_dft_band_relative_energies_eV": (on_band - on_band[0]).tolist(),
-        "model_name": profile.get("model_name"),
-    })
-
-
-# ----------------------------------------------------------------------------- the WorkChain
+def _empty_probe():
+    """A two-frame H2 dataset: lets :func:`metrics_problem` check settings before any label exists."""
+    frames = Frames(numbers=[1, 1, 1, 1], positions=[[0, 0, 0], [0, 0, 0.7], [0, 0, 0], [0, 0, 0.8]],
+                    cells=[np.eye(3) * 8] * 2, pbc=[[True] * 3] * 2, n_atoms=[2, 2], energies=[0.0, 0.1],
+                    forces=np.zeros((4, 3)), info=[{}, {}])
+    return LabelledDatasetData(frames=frames)
 
 
 class BenchmarkWorkChain(WorkChain):
@@ -287,6 +205,11 @@ class BenchmarkWorkChain(WorkChain):
                    "interpolation and climbing image follow the DFT NEB).")
         spec.input("max_concurrent_jobs", valid_type=orm.Int, default=lambda: orm.Int(3),
                    help="MLIP jobs (evaluate, relax, neb) running at the same time.")
+        spec.input("physics_settings", valid_type=orm.Dict, required=False,
+                   help="reactmlip.physics settings: every model also goes through the physics-aware checks "
+                   "(diatomic curves, NVE drift, heating ramp, reaction sign; docs/physics.md).")
+        spec.input("physics_structures", valid_type=LabelledDatasetData, required=False,
+                   help="The frames physics_settings name (aiida_reactmlip.physics.default_plan makes both).")
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.run_dft,
@@ -296,6 +219,7 @@ class BenchmarkWorkChain(WorkChain):
             cls.inspect_evaluations,
             if_(cls.has_minima)(cls.compute_stabilities),
             if_(cls.has_neb)(cls.compare_nebs),
+            if_(cls.has_physics)(cls.collect_physics),
             cls.compute_results,
         )
         spec.output("dataset", valid_type=LabelledDatasetData)
@@ -310,6 +234,8 @@ class BenchmarkWorkChain(WorkChain):
                     help="The DFT NEB's converged band with its energies (eV).")
         spec.output_namespace("neb", valid_type=orm.Dict, dynamic=True,
                               help="Per model: its NEB barrier against the DFT NEB's (compare_neb).")
+        spec.output_namespace("physics", valid_type=orm.Dict, dynamic=True,
+                              help="Per model: the metrics of its physics-aware checks (reactmlip.physics).")
         spec.exit_code(410, "ERROR_LABELLING_FAILED", message="DFT labelling failed: {message}")
         spec.exit_code(420, "ERROR_EVALUATION_FAILED", message="Evaluation failed for model(s): {models}")
         spec.exit_code(430, "ERROR_RELAX_FAILED",
@@ -318,6 +244,11 @@ class BenchmarkWorkChain(WorkChain):
                        message="The DFT NEB failed ({message}); no NEB barrier error; other outputs are stored")
         spec.exit_code(450, "ERROR_MLIP_NEB_FAILED",
                        message="The NEB failed for model(s): {models}; other outputs are stored")
+        spec.exit_code(470, "ERROR_PHYSICS_FAILED",
+                       message="The physics-aware checks failed for model(s): {models}; other outputs are stored")
+        spec.exit_code(460, "ERROR_METRICS_FAILED",
+                       message="The metrics failed for model(s): {models}; their predictions and the other models' "
+                       "metrics are stored")
 
     # -------------------------------------------------------------------------------- DFT
 
@@ -345,18 +276,16 @@ class BenchmarkWorkChain(WorkChain):
         self.ctx.neb_datasets = None
         if "dft_neb" in self.ctx:
             node = self.ctx.dft_neb
-            if "energy_profile" in node.outputs and "band" in node.outputs:
-                if not node.is_finished_ok:  # 403: no interior maximum, the profile is still output
-                    self.report(f"warning: DftNebWorkChain<{node.pk}>: {node.exit_message}; comparing its band anyway")
+            if node.is_finished_ok and "energy_profile" in node.outputs and "band" in node.outputs:
                 system = orm.Str(str(self.inputs.dft_neb.get("initial", node.outputs.band).base.extras.get("system", "")))
                 self.ctx.neb_datasets = dft_neb_datasets(node.outputs.band, node.outputs.energy_profile, system,
                                                          metadata={"call_link_label": "dft_neb_datasets"})
                 self.out("dft_neb_band", self.ctx.neb_datasets["band"])
                 barrier = node.outputs.barrier.value
                 self.report(f"DFT NEB barrier {barrier:.3f} eV; every model runs its own NEB between the same end states")
-            else:
+            else:  # failed, or no barrier (403: the highest image is an end state): an exit code, not a number
                 self.ctx.dft_neb_failed = f"DftNebWorkChain<{node.pk}> [{node.exit_status}] {node.exit_message}"
-                self.report(f"the DFT NEB failed: {self.ctx.dft_neb_failed}; no NEB comparison")
+                self.report(f"the DFT NEB gave no barrier: {self.ctx.dft_neb_failed}; no NEB comparison")
         return None
 
     def _dataset(self):
@@ -382,6 +311,8 @@ class BenchmarkWorkChain(WorkChain):
                 self.report("relax_minima: the dataset has no DFT minimum (no finite energy); nothing to relax")
         if self.ctx.neb_datasets is not None:
             queue += [("neb", key) for key in models] + [("band", key) for key in models]
+        if "physics_settings" in self.inputs:
+            queue += [("physics", key) for key in models]
         self.ctx.queue = queue
 
     def mlip_jobs_left(self):
@@ -407,6 +338,13 @@ class BenchmarkWorkChain(WorkChain):
             node = self.submit(MlipNebCalculation, code=code, model=model, images=self.ctx.neb_datasets["end_states"],
                                settings=orm.Dict(self._mlip_neb_settings()), metadata={"call_link_label": f"neb_{key}"})
             self.report(f"NEB with {model.model_name} between the DFT NEB's end states: <{node.pk}>")
+        elif kind == "physics":
+            inputs = {"code": code, "model": model, "settings": self.inputs.physics_settings,
+                      "metadata": {"call_link_label": f"physics_{key}"}}
+            if "physics_structures" in self.inputs:
+                inputs["structures"] = self.inputs.physics_structures
+            node = self.submit(PhysicsCheckCalculation, **inputs)
+            self.report(f"physics-aware checks of {model.model_name}: <{node.pk}>")
         else:  # the model's energies along the DFT NEB band
             inputs = {"code": code, "model": model, "dataset": self.ctx.neb_datasets["band"],
                       "metadata": {"call_link_label": f"evaluate_dft_band_{key}"}}
@@ -487,90 +425,47 @@ class BenchmarkWorkChain(WorkChain):
         if failed:
             self.ctx.mlip_neb_failed = ", ".join(failed)
 
+    def has_physics(self):
+        return "physics_settings" in self.inputs
+
+    def collect_physics(self):
+        """Each model's physics metrics (the CalcJob's ``metrics`` output), for the outputs and the leaderboard."""
+        jobs = {key: self.ctx[f"job_physics_{key}"] for key in sorted(self.inputs.models)}
+        self.ctx.physics = {key: node.outputs.metrics for key, node in jobs.items() if node.is_finished_ok}
+        failed = [f"{key} (<{node.pk}> {node.exit_message})" for key, node in jobs.items() if not node.is_finished_ok]
+        if failed:
+            self.ctx.physics_failed = ", ".join(failed)
+
     def compute_results(self):
         dataset = self._dataset()
         self.out("dataset", dataset)
         nodes = {}
+        metrics_failed = []
         for key, model in sorted(self.inputs.models.items()):
             predictions = self.ctx[f"job_evaluate_{key}"].outputs.predictions
-            metrics = compute_metrics(dataset, predictions, self.inputs.metrics_settings, model)
             self.out(f"predictions.{key}", predictions)
+            extra = {kind: self.ctx[kind][key] for kind in ("stability", "neb", "physics")
+                     if key in self.ctx.get(kind, {})}
+            for kind, node in extra.items():
+                self.out(f"{kind}.{key}", node)
+            try:
+                metrics = compute_metrics(dataset, predictions, self.inputs.metrics_settings, model)
+            except Exception as exception:  # noqa: BLE001  (the finished MLIP jobs are kept, the failure named)
+                self.report(f"metrics of {key} failed: {type(exception).__name__}: {exception}")
+                metrics_failed.append(f"{key} ({type(exception).__name__}: {exception})")
+                continue
             self.out(f"metrics.{key}", metrics)
             nodes[f"metrics_{key}"] = metrics
-            if key in self.ctx.get("stability", {}):
-                self.out(f"stability.{key}", self.ctx.stability[key])
-                nodes[f"stability_{key}"] = self.ctx.stability[key]
-            if key in self.ctx.get("neb", {}):
-                self.out(f"neb.{key}", self.ctx.neb[key])
-                nodes[f"neb_{key}"] = self.ctx.neb[key]
+            nodes.update({f"{kind}_{key}": node for kind, node in extra.items()})
         self.out("leaderboard", make_leaderboard(**nodes))
+        if metrics_failed:
+            return self.exit_codes.ERROR_METRICS_FAILED.format(models="; ".join(metrics_failed))
         if "dft_neb_failed" in self.ctx:
             return self.exit_codes.ERROR_DFT_NEB_FAILED.format(message=self.ctx.dft_neb_failed)
         if "relax_failed" in self.ctx:
             return self.exit_codes.ERROR_RELAX_FAILED.format(models=self.ctx.relax_failed)
         if "mlip_neb_failed" in self.ctx:
             return self.exit_codes.ERROR_MLIP_NEB_FAILED.format(models=self.ctx.mlip_neb_failed)
+        if "physics_failed" in self.ctx:
+            return self.exit_codes.ERROR_PHYSICS_FAILED.format(models=self.ctx.physics_failed)
         return None
-
-
-LEADERBOARD_COLUMNS = (
-    "energy_mae_per_atom",
-    "energy_rmse_per_atom",
-    "force_mae",
-    "force_rmse",
-    "force_cosine_similarity",
-    "stress_mae",
-    "adsorption_energy_mae",
-    "barrier_mae",
-)
-
-#: Leaderboard fields taken from the stability (``stability_*``) and NEB (``neb_*``) nodes of a model.
-STABILITY_FIELDS = {"stability_rmsd_mean": "rmsd_mean_A", "stability_rmsd_max": "rmsd_max_A",
-                    "stability_n_minima": "n_minima", "stability_n_changed": "n_changed",
-                    "stability_n_left_site": "n_left_site", "stability_n_dissociated": "n_dissociated",
-                    "stability_n_not_converged": "n_not_converged"}
-NEB_FIELDS = {"neb_barrier_error": "neb_barrier_error_eV", "dft_band_barrier_error": "dft_band_barrier_error_eV",
-              "dft_neb_barrier": "dft_neb_barrier_eV", "mlip_neb_barrier": "mlip_neb_barrier_eV",
-              "mlip_neb_converged": "mlip_neb_converged"}
-KINDS = ("metrics", "stability", "neb")
-
-
-def leaderboard_rows(nodes: dict[str, dict]) -> list[dict]:
-    """Leaderboard rows (pure): ``nodes`` maps ``metrics_<key>``, ``stability_<key>``, ``neb_<key>`` to the
-    dicts of a model's nodes (``uuid`` added); rows sorted by force MAE (eV/Å)."""
-    by_model: dict[str, dict] = {}
-    for name, values in nodes.items():
-        kind = next((k for k in KINDS if name.startswith(f"{k}_")), None)
-        if kind is None:
-            raise ValueError(f"leaderboard input {name!r} must start with one of {', '.join(f'{k}_' for k in KINDS)}")
-        by_model.setdefault(name[len(kind) + 1 :], {})[kind] = values
-    rows = []
-    for key, parts in by_model.items():
-        if "metrics" not in parts:
-            raise ValueError(f"model {key!r} has no metrics node")
-        values = parts["metrics"]
-        row = {"key": key, "model": values.get("model_name", key), "model_uuid": values.get("model_uuid"),
-               "metrics_uuid": values["uuid"], "energy_reference": values.get("energy_reference")}
-        row.update({column: values[column] for column in LEADERBOARD_COLUMNS if column in values})
-        if "stability" in parts:
-            summary = parts["stability"]["summary"]
-            row.update({field: summary[source] for field, source in STABILITY_FIELDS.items()})
-            row["stability_uuid"] = parts["stability"]["uuid"]
-        if "neb" in parts:
-            row.update({field: parts["neb"][source] for field, source in NEB_FIELDS.items()})
-            row["neb_uuid"] = parts["neb"]["uuid"]
-        rows.append(row)
-    rows.sort(key=lambda row: (row.get("force_mae") is None, row.get("force_mae") or 0.0))
-    return rows
-
-
-@calcfunction
-def make_leaderboard(**nodes: orm.Dict) -> orm.Dict:
-    """Leaderboard of models sorted by force MAE (eV/Å); each row names its model and metrics node.
-
-    Inputs ``metrics_<model key>`` (compute_metrics), optionally ``stability_<model key>`` (compute_stability)
-    and ``neb_<model key>`` (compare_neb): their summaries become columns (``stability_rmsd_mean`` Å,
-    ``stability_n_changed`` of ``stability_n_minima``, ``neb_barrier_error`` and ``dft_band_barrier_error`` eV).
-    """
-    rows = leaderboard_rows({name: {**node.get_dict(), "uuid": node.uuid} for name, node in nodes.items()})
-    return orm.Dict({"sorted_by": "force_mae", "rows": rows})

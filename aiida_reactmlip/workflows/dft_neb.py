@@ -17,6 +17,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction
 from aiida.plugins import WorkflowFactory
 
 from aiida_reactmlip.qe_settings import available_protocols, load_neb_protocol, load_protocol, overlap_error
+from aiida_reactmlip.spin import SPIN_MODES
 
 NebBaseWorkChain = WorkflowFactory("quantumespresso.neb.base")
 
@@ -40,9 +41,32 @@ def _check_end_states(first, last) -> str | None:
     return None
 
 
+#: Elements that make molecules and adsorbates, never the substrate of a slab (the substrate's layers count).
+ADSORBATE_ELEMENTS = frozenset("H He B C N O F Ne P S Cl Ar Se Br Kr I Xe".split())
+
+
+def slab_bottom_layers(atoms) -> list[int]:
+    """The atoms (0-based) of the bottom half of a slab's substrate layers (``n // 2`` of ``n`` layers, as the
+    slab builders and ASE's layer tags fix them); none for a structure that is not a slab (vacuum along c) or
+    whose substrate has fewer than two layers. Substrate: atoms of elements not in :data:`ADSORBATE_ELEMENTS`."""
+    from aiida_reactmlip.qe_settings import dimensionality
+    from aiida_reactmlip.systems.surfaces import layers
+
+    if dimensionality(atoms) != 2:
+        return []
+    substrate = [i for i, symbol in enumerate(atoms.get_chemical_symbols()) if symbol not in ADSORBATE_ELEMENTS]
+    if not substrate:
+        return []
+    found = layers(atoms[substrate])  # top first
+    if len(found) < 2:
+        return []
+    return sorted(substrate[int(i)] for layer in found[len(found) - len(found) // 2:] for i in layer)
+
+
 def band_fixed_atoms(structure: orm.StructureData, explicit: orm.List | None = None) -> list[int]:
     """Atoms (0-based) kept fixed in every image: ``explicit`` if given, else the structure's ``fixed_atoms``
-    extra (a list, or a JSON list as campaigns store a slab's constrained layers), else none.
+    extra (a list, or a JSON list as campaigns store a slab's constrained layers), else, for a slab, the bottom
+    half of its substrate layers (:func:`slab_bottom_layers`); else none.
 
     Raises ValueError naming the problem: not integers, an index out of range, every atom fixed.
     """
@@ -50,7 +74,7 @@ def band_fixed_atoms(structure: orm.StructureData, explicit: orm.List | None = N
 
     value = explicit.get_list() if explicit is not None else structure.base.extras.get("fixed_atoms", None)
     if value is None:
-        return []
+        return slab_bottom_layers(structure.get_ase())
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -77,6 +101,9 @@ def validate_inputs(inputs, _):
     protocol = inputs.get("protocol")
     if protocol is not None and protocol.value not in available_protocols():
         return f"unknown protocol {protocol.value!r}; available: {', '.join(available_protocols())}"
+    spin = inputs.get("spin")
+    if spin is not None and spin.value not in SPIN_MODES:
+        return f"unknown spin mode {spin.value!r}; choose one of {', '.join(SPIN_MODES)}"
     interpolation = inputs.get("interpolation")
     if interpolation is not None and interpolation.value not in INTERPOLATIONS:
         return f"unknown interpolation {interpolation.value!r}; available: {', '.join(INTERPOLATIONS)}"
@@ -106,7 +133,9 @@ def validate_inputs(inputs, _):
         shift = np.linalg.norm(last_positions - first_positions, axis=1)
         moved = [fixed[i] for i in np.flatnonzero(shift > 1e-3)]
         if moved:
-            return (f"fixed atom(s) {moved[:10]} sit at different positions in the two end states (up to "
+            source = "" if inputs.get("fixed_atoms") is not None or first.base.extras.get("fixed_atoms", None) \
+                is not None else " (the slab's bottom layers, fixed by default; give `fixed_atoms` to choose)"
+            return (f"fixed atom(s) {moved[:10]}{source} sit at different positions in the two end states (up to "
                     f"{shift.max():.3f} Å): a fixed atom must not move along the band")
     for index, structure in enumerate(band):
         overlap = overlap_error(structure.get_ase(), f"image {index}")
@@ -148,7 +177,8 @@ def interpolate_band(initial: orm.StructureData, final: orm.StructureData, num_i
 def neb_results(output_parameters: orm.Dict, band: orm.TrajectoryData, output_mep: orm.ArrayData) -> dict:
     """Barrier (eV) and energy profile from a finished neb.x run.
 
-    Outputs: ``barrier`` (forward, eV, highest image minus initial state), ``reverse_barrier``,
+    Outputs: ``barrier`` (forward, eV, highest image minus initial state) and ``reverse_barrier``, both only
+    when the highest image lies between the end states (else there is no barrier to give),
     ``reaction_energy`` (final minus initial, eV) and ``energy_profile`` (ArrayData: ``reaction_coordinate``
     cumulative image-to-image distance in Å, ``energies`` absolute eV, ``relative_energies`` eV vs the
     initial state, ``max_force`` eV/Å perpendicular force per image, ``interpolated`` neb.x's spline
@@ -176,12 +206,11 @@ def neb_results(output_parameters: orm.Dict, band: orm.TrajectoryData, output_me
     if climbing:
         profile.base.attributes.set("climbing_image", [int(c) - 1 for c in climbing])
     profile.base.attributes.set("units", {"reaction_coordinate": "Å", "energies": "eV", "max_force": "eV/Å"})
-    return {
-        "barrier": orm.Float(float(energies.max() - energies[0])),
-        "reverse_barrier": orm.Float(float(energies.max() - energies[-1])),
-        "reaction_energy": orm.Float(float(energies[-1] - energies[0])),
-        "energy_profile": profile,
-    }
+    results = {"reaction_energy": orm.Float(float(energies[-1] - energies[0])), "energy_profile": profile}
+    if 0 < highest < len(energies) - 1:  # a barrier exists only with the maximum between the end states
+        results["barrier"] = orm.Float(float(energies.max() - energies[0]))
+        results["reverse_barrier"] = orm.Float(float(energies.max() - energies[-1]))
+    return results
 
 
 class DftNebWorkChain(WorkChain):
@@ -206,13 +235,18 @@ class DftNebWorkChain(WorkChain):
                    help="Climbing image (CI_scheme 'auto': the highest image climbs) for the saddle point.")
         spec.input("fixed_atoms", valid_type=orm.List, required=False,
                    help="Atoms (0-based) kept fixed in every image, e.g. a slab's bottom layers (pw.x if_pos 0 0 0). "
-                   "Default: the `fixed_atoms` extra of `initial` (campaigns set it from the builders' FixAtoms).")
-        spec.input("relax_end_states", valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   "Default: the `fixed_atoms` extra of `initial` (campaigns set it from the builders' FixAtoms or "
+                   "a user file's `fixed_atoms`/layer tags), else for a slab the bottom half of its substrate layers.")
+        spec.input("relax_end_states", valid_type=orm.Bool, default=lambda: orm.Bool(True),
                    help="Optimise the end states together with the band (neb.x first_last_opt), for end states "
                    "that are not DFT minima yet (built, or relaxed with another method). The barrier is then "
-                   "measured from the relaxed initial state.")
+                   "measured from the relaxed initial state. Default true: a barrier from unrelaxed end states is "
+                   "not one to trust.")
         spec.input("multiplicity", valid_type=orm.Int, required=False,
                    help="Spin multiplicity 2S+1 along the band (default: the initial state's `multiplicity` extra).")
+        spec.input("spin", valid_type=orm.Str, default=lambda: orm.Str("auto"),
+                   help="auto | off | on, as reactmlip.label's `spin` (aiida_reactmlip/spin.py), decided on the initial "
+                   "state; its `multiplicity` / `spin_polarised` extras and the `multiplicity` input win.")
         spec.input("path_overrides", valid_type=orm.Dict, required=False,
                    help="neb.x PATH namelist overrides, e.g. {'path_thr': 0.1, 'nstep_path': 20}.")
         spec.input("parameter_overrides", valid_type=orm.Dict, required=False,
@@ -223,8 +257,10 @@ class DftNebWorkChain(WorkChain):
                    help="neb.x runs NebBaseWorkChain may try (restarts after SCF failures or exhausted nstep_path).")
         spec.inputs.validator = validate_inputs
         spec.outline(cls.setup, cls.make_band, cls.run_neb, cls.inspect_neb, cls.results)
-        spec.output("barrier", valid_type=orm.Float, help="Forward barrier (eV): highest image minus initial state.")
-        spec.output("reverse_barrier", valid_type=orm.Float, help="Reverse barrier (eV): highest image minus final.")
+        spec.output("barrier", valid_type=orm.Float, required=False,
+                    help="Forward barrier (eV): highest image minus initial state (absent when exit 403).")
+        spec.output("reverse_barrier", valid_type=orm.Float, required=False,
+                    help="Reverse barrier (eV): highest image minus final (absent when exit 403).")
         spec.output("reaction_energy", valid_type=orm.Float, help="Final minus initial state energy (eV).")
         spec.output("energy_profile", valid_type=orm.ArrayData,
                     help="reaction_coordinate (Å), energies (eV), relative_energies (eV), max_force (eV/Å).")
@@ -258,10 +294,11 @@ class DftNebWorkChain(WorkChain):
         )
 
     def _pw_parameters(self) -> tuple[dict, dict]:
-        from aiida_reactmlip.workflows.label import pw_parameters
+        from aiida_reactmlip.workflows.label import pw_parameters, structure_spin
 
         structure = self.inputs.get("initial", self.ctx.first)
-        multiplicity = self.inputs.multiplicity.value if "multiplicity" in self.inputs else None
+        spin = structure_spin(structure, self.inputs.spin.value)  # as reactmlip.label decides it
+        multiplicity = self.inputs.multiplicity.value if "multiplicity" in self.inputs else spin.multiplicity
         parameters, choices = pw_parameters(
             "band",
             structure,
@@ -269,6 +306,7 @@ class DftNebWorkChain(WorkChain):
             self.ctx.family,
             parameter_overrides=self.inputs.parameter_overrides.get_dict() if "parameter_overrides" in self.inputs else None,
             multiplicity=multiplicity,
+            spin_polarised=spin.free if "multiplicity" not in self.inputs else None,
         )
         parameters["CONTROL"].pop("tstress", None)
         parameters["CONTROL"].pop("tprnfor", None)
@@ -347,10 +385,11 @@ class DftNebWorkChain(WorkChain):
         profile = outputs["energy_profile"]
         highest = profile.base.attributes.get("highest_image")
         count = len(profile.get_array("energies"))
+        if "barrier" not in outputs:  # an exit code, not a number: the band has no maximum between its ends
+            self.report(f"no barrier: the highest image is image {highest} of {count}, an end state")
+            return self.exit_codes.ERROR_NO_INTERIOR_MAXIMUM.format(index=highest, count=count)
         self.report(
             f"barrier {outputs['barrier'].value:.3f} eV (reverse {outputs['reverse_barrier'].value:.3f} eV), "
             f"highest image {highest} of {count}"
         )
-        if highest in (0, count - 1):
-            return self.exit_codes.ERROR_NO_INTERIOR_MAXIMUM.format(index=highest, count=count)
         return None

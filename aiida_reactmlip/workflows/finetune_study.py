@@ -7,8 +7,9 @@ reliable for it, and what does it forget on the way?
    the frames of one scan stay together) into train / validation / test.
 2. Nested label budgets are drawn from the train split (``nested_budget_indices``, seeded: budget 5
    within 10 within 20) and selected as datasets (``reactmlip.select_frames``).
-3. Every base model is fine-tuned on every budget > 0 (``reactmlip.finetune``, all in parallel or in
-   waves of ``max_concurrent_jobs``), validated on the validation split.
+3. Every base model is fine-tuned on every budget > 0 (``reactmlip.finetune`` in ``reactmlip.finetune_base``,
+   which retries a diverged training with half the learning rate; all in parallel or in waves of
+   ``max_concurrent_jobs``), validated on the validation split.
 4. Every model (budget 0 = the zero-shot base model, and each fine-tuned one) is evaluated
    (``reactmlip.evaluate``) on the test split and, when given, on a general reference set
    (``general_set``: bulk metals, gas molecules, clean surfaces) to measure forgetting.
@@ -25,11 +26,11 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction, while_
 
 from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
-from aiida_reactmlip.calculations.finetune import FinetuneCalculation
 from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.calculations.split import SPLIT_DEFAULTS, compute_split, select_frames, split_dataset
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
+from aiida_reactmlip.workflows.restart import FinetuneBaseWorkChain, failure_reason
 
 #: job kinds of the study's queue
 FINETUNE, EVALUATE = "finetune", "evaluate"
@@ -314,31 +315,32 @@ class FinetuneStudyWorkChain(WorkChain):
         for kind, key, budget, subset in batch:
             name = self._name(kind, key, budget, subset)
             if kind == FINETUNE:
-                node = self.submit(FinetuneCalculation, **self._finetune_inputs(key, budget))
+                node = self.submit(FinetuneBaseWorkChain, **self._finetune_inputs(key, budget))
                 self.report(f"fine-tuning {key} on {budget} labels: {node.process_label}<{node.pk}>")
             else:
                 node = self.submit(EvaluateCalculation, **self._evaluate_inputs(key, budget, subset))
             self.to_context(**{name: node})
 
     def _finetune_inputs(self, key: str, budget: int) -> dict:
+        """Inputs of the ``reactmlip.finetune_base`` WorkChain (retries a diverged or killed fine-tune)."""
         from aiida_reactmlip.models.loading import normalize_family
 
         base = self.inputs.base_models[key]
         params = resolve_hyperparameters(key, normalize_family(base.family), dict(self.inputs.get("hyperparameters", {})),
                                          self.inputs.seed.value)
+        label = f"{base.model_name} fine-tuned on {budget} labels"
         inputs = {
             "code": self.inputs.runner_code,
             "base_model": base,
             "training": self.ctx.training_sets[budget],
             "parameters": orm.Dict(params),
-            "metadata": {"call_link_label": self._name(FINETUNE, key, budget),
-                         "label": f"{base.model_name} fine-tuned on {budget} labels"},
+            "metadata": {"label": label},
         }
         if self.ctx.validation.n_frames:
             inputs["validation"] = self.ctx.validation
         if "finetune_options" in self.inputs:
             inputs["metadata"]["options"] = self.inputs.finetune_options.get_dict()
-        return inputs
+        return {"finetune": inputs, "metadata": {"call_link_label": self._name(FINETUNE, key, budget), "label": label}}
 
     def _evaluate_inputs(self, key: str, budget: int, subset: str) -> dict:
         inputs = {
@@ -362,7 +364,7 @@ class FinetuneStudyWorkChain(WorkChain):
                 exception = (node.exception or f"state {node.process_state.value}").strip().splitlines()
                 why = f"excepted: {exception[-1] if exception else ''}"
             else:
-                why = f"[{node.exit_status}] {node.exit_message}"
+                why = failure_reason(node)
             lines.append(f"{name} ({node.process_label}<{node.pk}> {why})")
         return "; ".join(lines)
 

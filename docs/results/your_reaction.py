@@ -107,7 +107,7 @@ def cmd_run(args) -> None:
         os.environ["REACTMLIP_PROFILE"] = args.profile
     write_user_file(folder)
     label = run_command(["label", FILE, "--protocol", "fast", "--mpiprocs", str(args.mpiprocs),
-                         "-o", "h_on_cu110_dft.extxyz"], folder, env)
+                         "-o", "h_on_cu110_dft.extxyz"] + ([] if args.cache else ["--no-cache"]), folder, env)
     print(label["stdout"], label["stderr_tail"][-500:])
     if label["returncode"] != 0:
         raise SystemExit("reactmlip label failed")
@@ -170,6 +170,15 @@ def render_tables(data: dict) -> str:
                 r = next((r for r in model["reactive"].values() if r.get("kind") == "adsorption"), None)
                 cells.append(f"{r['model_adsorption_energies_eV'][r['sites'].index(site)]:+.3f}" if r else "-")
             lines.append(f"| {site} | {adsorption['dft_adsorption_energies_eV'][k]:+.3f} | " + " | ".join(cells) + " |")
+    if adsorption and data["leaderboard"]:
+        best = data["leaderboard"][0]
+        agree = [name for name, model in data["models"].items()
+                 if any(r.get("site_most_stable_agrees") for r in model["reactive"].values() if r.get("kind") == "adsorption")]
+        lines += ["", f"Reading: the smallest force error is {best['model']}'s ({_mev(best.get('force_mae'))} meV/Å); "
+                      f"DFT puts H most stable at the {adsorption.get('site_sites_by_dft', adsorption['sites'])[0]} site, and "
+                      f"{', '.join(agree) if agree else 'no model'} agree{'s' if len(agree) == 1 else ''} on it. "
+                      "The frames are hand-placed, not DFT minima (see the DFT max forces), so the stability column "
+                      "counts how many of them each model changes when it relaxes them."]
     return "\n".join(lines)
 
 
@@ -192,6 +201,8 @@ def main() -> None:
     run.add_argument("--workdir", default="results/your-reaction", help="folder for the files and the report")
     run.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
     run.add_argument("--mpiprocs", type=int, default=1, help="MPI processes per pw.x job")
+    run.add_argument("--cache", action="store_true", help="let `reactmlip label` reuse earlier pw.x runs (its "
+                     "default); without it every label is computed again, so the wall time is the real one")
     run.set_defaults(func=cmd_run)
     render = sub.add_parser("render", help="docs/your-reaction.md tables from the JSON")
     render.set_defaults(func=cmd_render)

@@ -118,3 +118,19 @@ def test_benchmark_a_user_file(registry_models, codes, tmp_path):
     result = invoke("benchmark", str(path), "--models", "sevennet-0", "--no-relax-minima", "--output", str(out))
     assert result.exit_code == 0, result.output
     assert int(re.search(r"dataset pk (\d+)", result.output).group(1)) == dataset.pk
+
+
+@pytest.mark.mlip
+def test_one_frame_gets_force_errors_and_a_note(registry_models, codes, tmp_path):
+    """A single labelled frame: no relative energy to compare, but the run is not wasted (issue 14, item 4)."""
+    (frame,) = [a for a in ase.io.read(FIXTURE, index=":") if a.info.get("name") == "cu-bulk-strain--0.020"]
+    path = tmp_path / "one.extxyz"
+    ase.io.write(path, [frame], format="extxyz")
+    result = invoke("benchmark", str(path), "--models", "sevennet-0", "--no-relax-minima", "--output",
+                    str(tmp_path / "r"))
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    assert "note: no energy error: every group has one frame only" in result.output
+    node = orm.load_node(int(re.search(r"BenchmarkWorkChain pk (\d+)", result.output).group(1)))
+    metrics = node.outputs.metrics["sevennet_0"].get_dict()
+    assert metrics["force_mae"] >= 0 and "energy_mae" not in metrics

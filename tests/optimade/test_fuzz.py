@@ -51,3 +51,47 @@ def test_fuzz_filter_never_500(client, filter_):
     else:
         assert body["errors"][0]["status"] == str(response.status_code)
         assert body["errors"][0]["detail"]
+
+
+def _assert_optimade_answer(response, context):
+    assert response.status_code in (200, 400, 403, 404, 501), (context, response.status_code, response.text[:500])
+    body = response.json()
+    if response.status_code >= 400:
+        assert body["errors"][0]["status"] == str(response.status_code)
+        assert body["errors"][0]["detail"]
+
+
+PAGING_VALUES = st.one_of(
+    st.integers(-10**30, 10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=12),
+    st.sampled_from(["", "-0", "0x10", "1e3", " 5", "5 ", "+5", "١٢", "None", "[]"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=st.dictionaries(st.sampled_from(["page_limit", "page_offset", "page_number", "page_cursor"]),
+                              PAGING_VALUES, min_size=1, max_size=3))
+def test_fuzz_paging_never_500(client, params):
+    """Any value of any paging parameter: 200, 400 (wrong type or range) or 403 (above page_limit_max)."""
+    response = client.get("/v1/structures?" + urllib.parse.urlencode(params))
+    _assert_optimade_answer(response, params)
+
+
+HOSTILE_FILTERS = st.one_of(
+    st.integers(0, 3000).map(lambda n: "(" * n + "nsites=1" + ")" * n),
+    st.integers(0, 1500).map(lambda n: "NOT (" * n + "nsites=1" + ")" * n),
+    st.integers(1, 3000).map(lambda n: " OR ".join(["nsites=1"] * n)),
+    st.integers(1, 3000).map(lambda n: "elements HAS ANY " + ",".join(['"Cu"'] * n)),
+    st.tuples(st.integers(0, 40), st.integers(0, 40)).map(lambda t: "(" * t[0] + "nsites=1" + ")" * t[1]),
+    st.text(min_size=1, max_size=200).map(lambda t: '_reactmlip_name="' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'),
+    st.text(alphabet=st.sampled_from('()"\\ ANDORT=<>!,:.'), max_size=300),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(filter_=HOSTILE_FILTERS)
+def test_fuzz_hostile_filters_never_500(client, filter_):
+    """Deep nesting, long chains and lists, any text in a string literal: 200, 400 or 501, never 500."""
+    response = client.get("/v1/structures?" + urllib.parse.urlencode({"filter": filter_, "page_limit": 5}))
+    _assert_optimade_answer(response, filter_[:200])

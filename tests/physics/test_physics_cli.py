@@ -8,7 +8,6 @@ import pytest
 from click.testing import CliRunner
 
 from aiida_reactmlip.cli import cmd_root
-from aiida_reactmlip.cli.cmd_physics import shortened
 from aiida_reactmlip.physics import default_plan
 
 
@@ -16,8 +15,8 @@ def invoke(*args):
     return CliRunner().invoke(cmd_root, list(args), env={"COLUMNS": "200"})
 
 
-def test_shortened_scales_every_md_run():
-    plan = shortened(default_plan(["H", "Cu"]), 0.1)
+def test_md_scale_shortens_every_md_run():
+    plan = default_plan(["H", "Cu"], md_scale=0.1)
     assert [e["duration_ps"] for e in plan["settings"]["nve"]] == pytest.approx([0.1, 0.05])
     assert [e["duration_ps"] for e in plan["settings"]["ramp"]] == pytest.approx([0.1, 0.05])
 

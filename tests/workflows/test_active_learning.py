@@ -71,10 +71,20 @@ def count_calcjobs() -> int:
 
 
 def called(node, label: str):
-    """The process called by ``node`` with the call link label ``label``."""
+    """The process called by ``node`` with the call link label ``label``; for a fine-tune, the last job of the
+    ``reactmlip.finetune_base`` WorkChain called so."""
     links = node.base.links.get_outgoing(link_label_filter=label).all()
     assert len(links) == 1, f"{label}: {len(links)} links"
-    return links[0].node
+    process = links[0].node
+    if process.process_type == "aiida.workflows:reactmlip.finetune_base":
+        return max(process.called, key=lambda job: job.ctime)
+    return process
+
+
+def loop_of(job):
+    """The loop that ran ``job``: its caller, or the caller of the fine-tune WorkChain that ran it."""
+    caller = job.caller
+    return caller.caller if caller.process_type == "aiida.workflows:reactmlip.finetune_base" else caller
 
 
 # ----------------------------------------------------------------------------------- refused inputs
@@ -245,7 +255,7 @@ def test_rerun_with_caching_runs_no_finished_finetune_or_evaluation_again(commit
     assert kinds == ["reactmlip.evaluate", "reactmlip.finetune"]
     assert len(jobs) == 8  # round 0: 1 evaluation; round 1: 1 fine-tune + 1; round 2: 1 + 2 + 1 + 1
     assert all(n.base.caching.is_created_from_cache for n in jobs), [n.pk for n in jobs if not n.base.caching.is_created_from_cache]
-    sources = {orm.load_node(n.base.caching.get_cache_source()).caller.uuid for n in jobs}
+    sources = {loop_of(orm.load_node(n.base.caching.get_cache_source())).uuid for n in jobs}
     assert sources == {committee_loop.uuid}
     first, second = committee_loop.outputs.summary.get_dict(), again.outputs.summary.get_dict()
     assert [r["selected"] for r in second["rounds"][1:]] == [r["selected"] for r in first["rounds"][1:]]

@@ -81,7 +81,7 @@ def test_dataset_and_structures_both(codes, model, pseudo_family):
     structure = orm.StructureData(cell=np.eye(3) * 8)
     structure.append_atom(position=(0, 0, 0), symbols="H")
     structure.append_atom(position=(0, 0, 0.74), symbols="H")
-    refused(codes, model, r"give either a labelled `dataset` or `label.structures`, not both",
+    refused(codes, model, r"give either a labelled `dataset` or `label.structures` to label with DFT, not both",
             label={"structures": {"h2": structure}, "pw_code": codes["pw"], "pseudo_family": orm.Str(pseudo_family.label)})
 
 

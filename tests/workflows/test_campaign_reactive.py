@@ -18,7 +18,7 @@ WORKCHAINS = pathlib.Path(__file__).parents[2] / "workchains"
 
 
 def growth_campaign_with_dft_neb(tmp_path):
-    """workchains/cu-adatom-cu111.yaml plus a dft_neb fcc -> hcp (the shipped file has none: see its comment)."""
+    """workchains/cu-adatom-cu111.yaml with its dft_neb fcc -> hcp given again (the later key wins)."""
     text = (WORKCHAINS / "cu-adatom-cu111.yaml").read_text()
     text += ("dft_neb: {initial: cu-adatom-cu111-fcc, final: cu-adatom-cu111-hcp, num_images: 3, "
              "interpolation: idpp, climbing_image: true}\n")

@@ -189,3 +189,38 @@ def test_not_converged_optimisation_ends_without_retry(codes, registry_models, c
     assert exit_code.message.endswith("The job said: Not converged (outputs are stored): frames [1]")
     assert process.ctx.is_finished and process.ctx.iteration == 1
     assert failure_reason(node) == "[401] Not converged (outputs are stored): frames [1]"
+
+
+# ------------------------------------------------------------------- a fine-tuning study with a diverging learning rate
+
+#: copper_frames(STUDY_LATTICE) split with seed 0 (test 1/4, validation 1/4): train a = 3.60, 3.70 Å,
+#: validation a = 3.55 Å. Measured (2 epochs, batch 1): CHGNet 0.3.0 diverges at lr 20 to 64, trains at 12 and below.
+STUDY_LATTICE = (3.55, 3.60, 3.65, 3.70)
+
+
+@pytest.mark.mlip
+def test_study_retries_a_diverged_finetune_with_a_lower_learning_rate(codes, registry_models):
+    from aiida_reactmlip.workflows.finetune_study import FinetuneStudyWorkChain
+
+    base = registry_models["chgnet-0.3.0"]
+    pool = LabelledDatasetData.from_atoms(copper_frames(STUDY_LATTICE)).store()
+    hyperparameters = {"learning_rate": 20.0, "epochs": 2, "batch_size": 1, "num_threads": 1}
+    results, node = run_get_node(
+        FinetuneStudyWorkChain, base_models={"chgnet": base}, dataset=pool, budgets=orm.List([0, 2]),
+        split_parameters=orm.Dict({"test_fraction": 0.25, "validation_fraction": 0.25, "seed": 0}),
+        hyperparameters={"chgnet": orm.Dict(hyperparameters)}, runner_code=codes["runner"],
+    )
+    assert node.is_finished_ok, node.exit_message
+    restart = node.base.links.get_outgoing(link_label_filter="finetune_chgnet_b2").one().node
+    assert restart.process_label == "FinetuneBaseWorkChain" and restart.is_finished_ok
+    jobs = sorted(restart.called, key=lambda child: child.ctime)
+    assert [job.inputs.parameters["learning_rate"] for job in jobs] == [20.0, 10.0]
+    assert [job.exit_status for job in jobs] == [
+        FinetuneBaseWorkChain._process_class.exit_codes.ERROR_TRAINING_DIVERGED.status, 0]
+    assert jobs[0].inputs.validation.uuid == jobs[1].inputs.validation.uuid  # the validation split, both times
+    model = results["models"]["chgnet"]["budget_2"]
+    assert model.creator.uuid == jobs[1].uuid and model.base_model_uuid == base.uuid
+    assert results["training_sets"]["budget_2"].uuid == jobs[1].inputs.training.uuid
+    # the retried model is the one the learning curve evaluated
+    assert results["metrics"]["chgnet"]["budget_2"]["model_uuid"] == model.uuid
+    assert "training diverged at lr 20: retrying with lr 10" in report_lines(restart)
