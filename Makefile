@@ -22,10 +22,12 @@ system-deps:
 ## The virtualenv with the package. torch is pinned to the CPU wheel; constraints.txt pins the rest.
 $(STAMP): pyproject.toml constraints.txt
 	@echo ">>> creating $(VENV) and installing aiida-reactmlip (torch==2.13.0 CPU)"
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[tests]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo ">>> pip's output goes to $(VENV)/install.log (printed here if it fails)"
+	@( $(BIN)/pip install -q --upgrade pip \
+	  && $(BIN)/pip install -q torch==2.13.0 \
+	  && $(BIN)/pip install -q -c constraints.txt -e '.[tests]' ) > $(VENV)/install.log 2>&1 \
+	  || { tail -n 60 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)

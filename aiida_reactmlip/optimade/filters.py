@@ -39,26 +39,24 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 _NUMERIC = {'integer', 'float'}
 
 
-def _all(parts: list[Condition], doc: dict, lookup: Lookup) -> bool | None:
-    """Three-valued AND of ``parts`` on ``doc``; stops at the first False (which decides it)."""
+def _decide(parts: list[Condition], doc: dict, lookup: Lookup, decisive: bool) -> bool | None:
+    """Three-valued AND (``decisive`` False) or OR (``decisive`` True) of ``parts`` on ``doc``; stops at the
+    first part whose value is ``decisive``, which decides it; unknown (None) when a part is unknown."""
     unknown = False
     for part in parts:
         value = part.evaluate(doc, lookup)
-        if value is False:
-            return False
+        if value is decisive:
+            return decisive
         unknown = unknown or value is None
-    return None if unknown else True
+    return None if unknown else not decisive
+
+
+def _all(parts: list[Condition], doc: dict, lookup: Lookup) -> bool | None:
+    return _decide(parts, doc, lookup, False)
 
 
 def _any(parts: list[Condition], doc: dict, lookup: Lookup) -> bool | None:
-    """Three-valued OR of ``parts`` on ``doc``; stops at the first True (which decides it)."""
-    unknown = False
-    for part in parts:
-        value = part.evaluate(doc, lookup)
-        if value is True:
-            return True
-        unknown = unknown or value is None
-    return None if unknown else False
+    return _decide(parts, doc, lookup, True)
 
 
 class Condition:

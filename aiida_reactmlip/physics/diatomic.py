@@ -68,9 +68,14 @@ def _pair_atoms(symbols: Sequence[str], box: float, pbc: bool) -> Atoms:
 
 def isolated_atom_energy(calc, symbol: str, box: float = DEFAULT_BOX, pbc: bool = False) -> float:
     """Energy (eV) of one ``symbol`` atom alone in the same cell the curve uses."""
-    atoms = _pair_atoms([symbol], box, pbc)
-    atoms.calc = calc
-    return float(atoms.get_potential_energy())
+    return potential_energy(calc, _pair_atoms([symbol], box, pbc))
+
+
+def potential_energy(calc, atoms: Atoms) -> float:
+    """Energy (eV) of a copy of ``atoms`` with ``calc`` attached (``atoms`` itself is left untouched)."""
+    work = atoms.copy()
+    work.calc = calc
+    return float(work.get_potential_energy())
 
 
 def diatomic_curve(

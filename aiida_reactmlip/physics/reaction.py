@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
+from .diatomic import potential_energy
+
 __all__ = [
     "DEFAULT_REACTIONS",
     "energy_sign",
@@ -69,12 +71,6 @@ def energy_sign(value: float, tolerance: float = 0.0) -> int:
     return 1 if value > 0 else -1
 
 
-def _energy(calc, atoms: Atoms) -> float:
-    work = atoms.copy()
-    work.calc = calc
-    return float(work.get_potential_energy())
-
-
 def reaction_energy(
     calc,
     initial: Atoms,
@@ -89,8 +85,8 @@ def reaction_energy(
     with ``sign_tolerance`` eV), and with ``dft_reaction_energy`` (eV) also ``dft_sign``,
     ``sign_agrees`` and ``error`` (model - DFT, eV); those are None without a DFT value.
     """
-    e_initial = _energy(calc, initial)
-    e_final = _energy(calc, final)
+    e_initial = potential_energy(calc, initial)
+    e_final = potential_energy(calc, final)
     delta = e_final - e_initial
     if not np.isfinite(delta):
         raise ValueError(f"the model returned a non-finite energy ({e_initial}, {e_final})")

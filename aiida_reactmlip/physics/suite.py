@@ -36,6 +36,14 @@ def array_key(*parts) -> str:
     return "_".join(str(p).replace("-", "_").replace(".", "p") for p in parts)
 
 
+def _store_run(results: dict, arrays: dict, kind: str, traces, run: dict, frame: str, atoms, fields: dict) -> None:
+    """Append one MD run of ``kind`` (nve, ramp) to ``results`` and its ``traces`` to ``arrays``."""
+    k = len(results[kind])
+    for key in traces:
+        arrays[array_key(kind, k, key)] = run[key]
+    results[kind].append({"frame": frame, "formula": atoms.get_chemical_formula(), "n_atoms": run["n_atoms"], **fields})
+
+
 def _plain(value):
     """``value`` with numpy scalars and arrays turned into Python numbers and lists (for JSON)."""
     if isinstance(value, Mapping):
@@ -108,24 +116,11 @@ def run_checks(
         atoms, relax_info = start_frame(entry["frame"])
         for temperature in entry["temperatures_K"]:
             t0 = time.perf_counter()
-            run = nve_run(
-                calc,
-                atoms,
-                temperature,
-                timestep_fs=entry["timestep_fs"],
-                duration_ps=entry["duration_ps"],
-                seed=settings["seed"],
-                sample_every=settings["sample_every"],
-                **bonds,
-            )
-            k = len(results["nve"])
-            for key in _NVE_TRACES:
-                arrays[array_key("nve", k, key)] = run[key]
-            results["nve"].append(
+            run = nve_run(calc, atoms, temperature, timestep_fs=entry["timestep_fs"], duration_ps=entry["duration_ps"],
+                          seed=settings["seed"], sample_every=settings["sample_every"], **bonds)
+            _store_run(
+                results, arrays, "nve", _NVE_TRACES, run, entry["frame"], atoms,
                 {
-                    "frame": entry["frame"],
-                    "formula": atoms.get_chemical_formula(),
-                    "n_atoms": run["n_atoms"],
                     "temperature_K": float(temperature),
                     "timestep_fs": run["timestep_fs"],
                     "duration_ps": float(entry["duration_ps"]),
@@ -163,27 +158,14 @@ def run_checks(
         atoms, relax_info = start_frame(entry["frame"])
         t0 = time.perf_counter()
         ramp = temperature_ramp(
-            calc,
-            atoms,
-            t_start=entry["t_start"],
-            t_end=entry["t_end"],
-            duration_ps=entry["duration_ps"],
-            timestep_fs=entry["timestep_fs"],
-            friction_per_fs=settings["friction_per_fs"],
-            seed=settings["seed"],
-            check_every=settings["check_every"],
-            overlap_distance=settings["overlap_distance"],
-            allowed_breaks=entry["allowed_breaks"],
-            **bonds,
+            calc, atoms, t_start=entry["t_start"], t_end=entry["t_end"], duration_ps=entry["duration_ps"],
+            timestep_fs=entry["timestep_fs"], friction_per_fs=settings["friction_per_fs"], seed=settings["seed"],
+            check_every=settings["check_every"], overlap_distance=settings["overlap_distance"],
+            allowed_breaks=entry["allowed_breaks"], **bonds,
         )
-        k = len(results["ramp"])
-        for key in _RAMP_TRACES:
-            arrays[array_key("ramp", k, key)] = ramp[key]
-        results["ramp"].append(
+        _store_run(
+            results, arrays, "ramp", _RAMP_TRACES, ramp, entry["frame"], atoms,
             {
-                "frame": entry["frame"],
-                "formula": atoms.get_chemical_formula(),
-                "n_atoms": ramp["n_atoms"],
                 **{
                     key: ramp[key]
                     for key in (

@@ -18,6 +18,7 @@ from aiida.plugins import WorkflowFactory
 
 from aiida_reactmlip.qe_settings import available_protocols, load_neb_protocol, load_protocol, overlap_error
 from aiida_reactmlip.spin import SPIN_MODES
+from aiida_reactmlip.workflows.label import spin_input
 
 NebBaseWorkChain = WorkflowFactory("quantumespresso.neb.base")
 
@@ -244,9 +245,8 @@ class DftNebWorkChain(WorkChain):
                    "not one to trust.")
         spec.input("multiplicity", valid_type=orm.Int, required=False,
                    help="Spin multiplicity 2S+1 along the band (default: the initial state's `multiplicity` extra).")
-        spec.input("spin", valid_type=orm.Str, default=lambda: orm.Str("auto"),
-                   help="auto | off | on, as reactmlip.label's `spin` (aiida_reactmlip/spin.py), decided on the initial "
-                   "state; its `multiplicity` / `spin_polarised` extras and the `multiplicity` input win.")
+        spin_input(spec, "decided on the initial state; its `multiplicity` / `spin_polarised` extras and the "
+                   "`multiplicity` input win.")
         spec.input("path_overrides", valid_type=orm.Dict, required=False,
                    help="neb.x PATH namelist overrides, e.g. {'path_thr': 0.1, 'nstep_path': 20}.")
         spec.input("parameter_overrides", valid_type=orm.Dict, required=False,

@@ -177,6 +177,12 @@ def validate_inputs(inputs, _):
     return None
 
 
+def spin_input(spec, where: str) -> None:
+    """Declare the ``spin`` input (auto | off | on, :mod:`aiida_reactmlip.spin`); ``where`` ends its help."""
+    spec.input("spin", valid_type=orm.Str, default=lambda: orm.Str("auto"),
+               help=f"auto | off | on: spin polarisation (aiida_reactmlip/spin.py) {where}")
+
+
 class LabelWorkChain(WorkChain):
     """Label configurations with DFT (pw.x scf with forces; stress for bulk) and collect a dataset.
 
@@ -201,9 +207,7 @@ class LabelWorkChain(WorkChain):
                    help="Per-structure pw.x namelist overrides: {structure key: {'SYSTEM': {...}}}.")
         spec.input("dipole_correction", valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help="Dipole correction along c for every slab (a structure's `dipole_correction` extra wins).")
-        spec.input("spin", valid_type=orm.Str, default=lambda: orm.Str("auto"),
-                   help="auto | off | on: spin polarisation per configuration (aiida_reactmlip/spin.py); a "
-                   "structure's `multiplicity` / `spin_polarised` extras win.")
+        spin_input(spec, "per configuration; a structure's `multiplicity` / `spin_polarised` extras win.")
         spec.input("options", valid_type=orm.Dict, required=False,
                    help="metadata.options for each pw.x job (resources, max_wallclock_seconds, ...).")
         spec.input("max_iterations", valid_type=orm.Int, default=lambda: orm.Int(3),
