@@ -10,6 +10,7 @@ and its loss, and what its saved file holds.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import pathlib
@@ -56,7 +57,7 @@ DEFAULTS_LAST: dict[str, Any] = {
 }
 
 
-class TorchFinetune:
+class TorchFinetune(abc.ABC):
     """One fine-tuning of a torch model with its package's own trainer; subclasses fill in the hooks.
 
     Set by :meth:`load`: ``model`` (a ``torch.nn.Module`` ours to modify) and ``config`` (what the family
@@ -101,18 +102,18 @@ class TorchFinetune:
             raise TrainingError(f"cannot load the base {self.title} {self.file_kind} {path}: {exc}") from exc
         return info
 
+    @abc.abstractmethod
     def describe(self, info: dict[str, Any]) -> str:
         """What the first log line says about the base model beyond its parameter count."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def calculator(self, device: str):
         """The family's ASE calculator on ``model``, as the evaluation builds it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def shift_energy_reference(self, numbers_per_frame: Sequence, residuals: np.ndarray) -> dict[str, float]:
         """Move the model's elemental energies by the least-squares shift of ``residuals`` (label minus
         model, eV per frame); returns the shift (eV/atom) by element symbol."""
-        raise NotImplementedError
 
     def presets(self) -> dict[str, list[str]]:
         """The ``freeze`` presets for ``model`` (parameter-name prefixes by preset name)."""
@@ -121,21 +122,21 @@ class TorchFinetune:
     def after_freeze(self) -> None:
         """Set what trains beyond ``freeze`` (e.g. the elemental references)."""
 
+    @abc.abstractmethod
     def training_data(self, images: Sequence, labels: Sequence[FrameLabels], use_stress: bool):
         """The training frames in the family's own form (graphs, a dataset)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def data_loader(self, data, generator):
         """Shuffled batches of ``data`` (order drawn from ``generator``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def make_trainer(self, use_stress: bool):
         """The family's trainer (optimizer, scheduler, loss) with ``model`` on its device."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def batch_loss(self, batch) -> tuple[Any, int]:
         """The loss tensor of one batch and the number of frames it averages."""
-        raise NotImplementedError
 
     def after_step(self, batch_number: int, n_batches: int) -> None:
         """After the optimizer step of batch ``batch_number`` (1-based)."""
@@ -155,9 +156,9 @@ class TorchFinetune:
     def finish(self, use_stress: bool) -> None:
         """After the last epoch (model in eval mode)."""
 
+    @abc.abstractmethod
     def checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
         """What the model file holds; ``record`` (base model sha256, hyperparameters...) goes in it."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------------------- the loop
 

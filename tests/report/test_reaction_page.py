@@ -1,30 +1,18 @@
 """The reaction page of the benchmark report (report/reaction_page.py), opened in headless Chromium."""
 
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
 
+from test_report import chromium_executable  # tests/report/test_report.py: installs Chromium if missing
+
 from aiida_reactmlip.report.reaction_page import page_name, reaction_links, write_reaction_page
-
-
-def chromium() -> str:
-    """Debian's Chromium; installed here as this test's own set-up when missing (as tests/report/test_report.py)."""
-    path = shutil.which("chromium")
-    if path is None:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, timeout=900,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        path = shutil.which("chromium")
-    assert path, "chromium could not be installed"
-    return path
 
 
 def dump_dom(path, profile_dir) -> str:
     return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        [chromium_executable(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={profile_dir}", "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
         capture_output=True, text=True, timeout=120,
