@@ -181,13 +181,15 @@ def ensure_installed_code(
     description: str,
     prepend_text: str = "",
     report: ProvisionReport | None = None,
+    check_exists: bool = True,
 ):
-    """Return the ``InstalledCode`` ``label@computer``, creating it if missing; check the executable exists."""
+    """Return the ``InstalledCode`` ``label@computer``, creating it if missing; check the executable exists
+    on this machine unless ``check_exists`` is false (a code on a remote computer: its path is over there)."""
     from aiida import orm
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
     filepath = pathlib.Path(filepath)
-    if not filepath.exists():
+    if check_exists and not filepath.exists():
         raise FileNotFoundError(
             f"executable {filepath} for code {label!r} not found. Install it first "
             "(pw.x/neb.x: `apt-get install quantum-espresso`; the runner: `pip install -e .`)."

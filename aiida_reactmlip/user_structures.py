@@ -140,20 +140,61 @@ def _site(slab, frame, extra: list[int]) -> str:
     return kind if kind != "other" else ""
 
 
+def geometry_error(atoms) -> str | None:
+    """What makes ``atoms`` unusable as a configuration, else None: no atoms, positions that are not finite,
+    a periodic direction without a cell vector (no cell), or periodic cell vectors spanning no volume (area)."""
+    if len(atoms) == 0:
+        return "has no atoms"
+    if not np.isfinite(atoms.positions).all():
+        return "has positions that are not finite numbers (NaN or inf)"
+    periodic = [k for k in range(3) if atoms.pbc[k]]
+    if not periodic:
+        return None
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    if not np.isfinite(cell).all():
+        return "has a cell that is not finite numbers (NaN or inf)"
+    empty = ["abc"[k] for k in periodic if np.linalg.norm(cell[k]) < 1e-6]
+    if empty:
+        return (f"is periodic along {', '.join(empty)} but has no cell vector there (no cell): give its cell (extxyz "
+                "Lattice=\"...\", or CIF/POSCAR) or, for a molecule, pbc=\"F F F\" and a box")
+    vectors = cell[periodic]
+    size = np.sqrt(abs(np.linalg.det(vectors @ vectors.T)))  # volume, area or length of the periodic cell
+    if size < 1e-6 * np.prod(np.linalg.norm(vectors, axis=1)):
+        return (f"has a cell of zero volume: its periodic cell vectors {vectors.round(4).tolist()} are linearly "
+                "dependent (Å); fix the cell (extxyz Lattice=\"...\")")
+    return None
+
+
+def dft_cell_error(atoms) -> str | None:
+    """What keeps ``atoms`` from a plane-wave DFT run (pw.x), else None: :func:`geometry_error`, or no 3-D cell
+    (a molecule needs a box of vacuum around it)."""
+    problem = geometry_error(atoms)
+    if problem:
+        return problem
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    if abs(np.linalg.det(cell)) < 1e-6 * max(float(np.prod(np.linalg.norm(cell, axis=1))), 1e-12):
+        return ("has no 3-D cell (a cell of zero volume): pw.x needs a box; give the cell (extxyz Lattice=\"...\"), "
+                "e.g. 10 Å of vacuum around a molecule (ASE: atoms.center(vacuum=5.0))")
+    return None
+
+
 def normalise_frames(images, source: str = "user") -> tuple[list, list[str]]:
     """(frames, notes): copies of ``images`` with the library's info (see the module docstring), and one line
     per thing that cannot be computed from them (an adsorption energy without its gas references, ...).
 
     :param source: default ``system`` (the file's stem).
-    :raises UserStructureError: an unknown role, names that repeat, a slab or gas frame that is not one, a
-        minimum that does not contain the slab's atoms first, a group of several compositions, a path whose
-        end states differ in their atoms.
+    :raises UserStructureError: no atoms, no cell or a cell of zero volume where periodic, an unknown role,
+        names that repeat, a slab or gas frame that is not one, a minimum that does not contain the slab's atoms
+        first, a group of several compositions, a path whose end states differ in their atoms.
     """
     frames = [atoms.copy() for atoms in images]
     for atoms, original in zip(frames, images):  # numpy scalars (extxyz) as Python ones: extras keep them
         atoms.info = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in original.info.items()}
     notes: list[str] = []
     for index, atoms in enumerate(frames):
+        problem = geometry_error(atoms)
+        if problem:
+            raise UserStructureError(f"{_label(index, atoms.info)} {problem}")
         role = atoms.info.get("role")
         if role is not None and role not in USER_ROLES + LIBRARY_ROLES:
             raise UserStructureError(f"{_label(index, atoms.info)}: unknown role {role!r}; give one of "

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/physics_checks.py run --finetuned PK      # runs the studies (minutes), then `table`
     .venv/bin/python benchmarks/physics_checks.py assemble DIR [DIR ...]   # physics.json from `reactmlip physics` folders
+    .venv/bin/python benchmarks/physics_checks.py assemble --merge DIR    # replace one study, keep the others
     .venv/bin/python benchmarks/physics_checks.py table                    # regenerate the tables of docs/physics.md
 
 ``run`` calls ``reactmlip physics`` for the studies of docs/physics.md (C,H: every offline model, the fine-tuned
@@ -77,8 +78,14 @@ def git_dirty() -> bool | None:
         return None
 
 
-def assemble(folders: list[pathlib.Path], extra: dict | None = None) -> dict:
-    """docs/results/physics.json from the output folders of `reactmlip physics` (folder name = study)."""
+def assemble(folders: list[pathlib.Path], extra: dict | None = None, merge: bool = False) -> dict:
+    """docs/results/physics.json from the output folders of `reactmlip physics` (folder name = study).
+
+    With ``merge`` the studies already in the JSON are kept and only the given ones are replaced; each study
+    then carries its own ``provenance`` (when, which commit, the load, ``extra``), since the studies were run at
+    different times.
+    """
+    previous = json.loads(RESULTS.read_text()) if merge and RESULTS.exists() else None
     record = {
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
@@ -98,7 +105,17 @@ def assemble(folders: list[pathlib.Path], extra: dict | None = None) -> dict:
                 entry["wall_seconds"] = metrics.get("wall_seconds")
                 entry["model_load_seconds"] = metrics.get("model_load_seconds")
                 entry["n_evaluations"] = metrics.get("n_evaluations")
+        if merge:
+            study["provenance"] = {"generated": record["generated"], "git_commit": record["git_commit"],
+                                   "git_dirty": record["git_dirty"], "load_average_now": record["load_average_now"],
+                                   **(extra or {})}
         record["studies"][folder.name] = study
+    if previous is not None:  # the top level keeps describing the first run; the new studies carry their own
+        previous["studies"].update(record["studies"])
+        previous["updated"] = record["generated"]
+        record = previous
+    if all(name in record["studies"] for name in STUDIES):
+        record.pop("not_run", None)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record
@@ -107,24 +124,16 @@ def assemble(folders: list[pathlib.Path], extra: dict | None = None) -> dict:
 def table() -> None:
     """Rewrite each study's table in docs/physics.md from docs/results/physics.json."""
     sys.path.insert(0, str(ROOT))
-    from aiida_reactmlip.report.physics import to_markdown
+    from aiida_reactmlip.report.docs_blocks import replace_block
+    from aiida_reactmlip.report.physics import docs_table
 
     record = json.loads(RESULTS.read_text())
     text = DOCS.read_text()
     for name, study in record["studies"].items():
-        start, end = f"<!-- physics-table:{name}:start -->", f"<!-- physics-table:{name}:end -->"
-        if start not in text or end not in text:
+        try:
+            text = replace_block(text, f"physics-table:{name}", docs_table(study))
+        except KeyError:
             print(f"docs/physics.md has no markers for study {name}; skipped", file=sys.stderr)
-            continue
-        rows = study["rows"]
-        seconds = {label: entry.get("wall_seconds") for label, entry in study["models"].items()}
-        note = "wall time per model (s): " + ", ".join(
-            f"{label} {s:.0f}" for label, s in seconds.items() if s is not None
-        )
-        body = f"\n{to_markdown(rows)}\n{note}\n"
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = head + start + body + end + tail
     DOCS.write_text(text)
     print(f"wrote the tables of {DOCS.relative_to(ROOT)} from {RESULTS.relative_to(ROOT)}")
 
@@ -168,12 +177,14 @@ def main() -> None:
     p_asm.add_argument(
         "--extra", type=pathlib.Path, help="a JSON object merged into the record (load averages...)"
     )
+    p_asm.add_argument("--merge", action="store_true",
+                       help="keep the other studies of docs/results/physics.json; replace only these")
     sub.add_parser("table", help="regenerate the tables of docs/physics.md")
     args = parser.parse_args()
     if args.command == "run":
         run(args.finetuned, args.output)
     elif args.command == "assemble":
-        assemble(args.folders, json.loads(args.extra.read_text()) if args.extra else None)
+        assemble(args.folders, json.loads(args.extra.read_text()) if args.extra else None, merge=args.merge)
     else:
         table()
 

@@ -19,7 +19,7 @@ LAYERS = [
     {"cli"},
     {"workflows", "specs"},
     {"calculations", "parsers"},
-    {"data", "optimade", "sharing", "report", "provision"},
+    {"data", "optimade", "sharing", "report", "provision", "slurm"},
 ]
 #: Packages and modules that never import AiiDA (the science core and the runner executable).
 AIIDA_FREE = {

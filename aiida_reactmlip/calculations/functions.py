@@ -25,18 +25,59 @@ def qe_stress_to_ase_voigt(stress_gpa: np.ndarray) -> np.ndarray:
     return np.array([sigma[0, 0], sigma[1, 1], sigma[2, 2], sigma[1, 2], sigma[0, 2], sigma[0, 1]])
 
 
+def trajectory_forces(trajectory) -> np.ndarray | None:
+    """The forces (eV/Å) of the last step of a pw.x ``output_trajectory``, or None when pw.x printed none."""
+    if trajectory is None or "forces" not in trajectory.get_arraynames():
+        return None
+    forces = np.asarray(trajectory.get_array("forces"))
+    return forces[-1] if len(forces) else None
+
+
+def label_defect(parameters: dict, forces: np.ndarray | None, n_atoms: int) -> str | None:
+    """Why a pw.x result must not become a label, or None when it may.
+
+    A label needs an SCF that pw.x itself reports converged
+    (``convergence_info.scf_conv.convergence_achieved`` in ``output_parameters``; a run stopped by
+    ``electron_maxstep``, ``max_seconds`` or ``scf_must_converge = .false.`` says False), a finite energy (eV)
+    and finite forces (eV/Å) for every atom.
+    """
+    scf = parameters.get("convergence_info", {}).get("scf_conv", {})
+    if scf.get("convergence_achieved") is not True:
+        if not scf:
+            return "pw.x output has no SCF convergence record"
+        return (f"SCF not converged (scf accuracy {scf.get('scf_error')} Ry after {scf.get('n_scf_steps')} "
+                "step(s))")
+    energy = parameters.get("energy")
+    if energy is None or not np.isfinite(energy):
+        return f"no finite total energy ({energy!r})"
+    if forces is None:
+        return "no forces in the pw.x output (tprnfor)"
+    if np.shape(forces) != (n_atoms, 3) or not np.isfinite(forces).all():
+        return f"forces of shape {np.shape(forces)} (expected ({n_atoms}, 3), finite)"
+    return None
+
+
 def frames_from_pw_outputs(structures, parameters, trajectories, infos) -> Frames:
-    """Frames from pw.x outputs: energy (eV) from ``output_parameters``, forces (eV/Å) and stress from the trajectory."""
+    """Frames from pw.x outputs: energy (eV) from ``output_parameters``, forces (eV/Å) and stress from the
+    trajectory.
+
+    Refuses (ValueError naming the frames) any output that :func:`label_defect` rejects: an unconverged SCF is
+    never stored as a label.
+    """
+    defects = {}
+    for structure, params, trajectory, info in zip(structures, parameters, trajectories, infos):
+        values = params.get_dict() if hasattr(params, "get_dict") else dict(params)
+        defect = label_defect(values, trajectory_forces(trajectory), len(structure.sites))
+        if defect:
+            defects[str(info.get("name", info.get("key")))] = defect
+    if defects:
+        raise ValueError("not a DFT label: " + "; ".join(f"{name}: {why}" for name, why in defects.items()))
     atoms_list = []
     for structure, params, trajectory, info in zip(structures, parameters, trajectories, infos):
         atoms = structure.get_ase()
         atoms.info = {}
-        energy = float(params["energy"])
-        forces = np.asarray(trajectory.get_array("forces"))[-1]
-        if forces.shape != (len(atoms), 3):
-            raise ValueError(f"forces of {info.get('name')} have shape {forces.shape}, expected ({len(atoms)}, 3)")
-        atoms.info["energy"] = energy
-        atoms.arrays["forces"] = forces.astype(float)
+        atoms.info["energy"] = float(params["energy"])
+        atoms.arrays["forces"] = trajectory_forces(trajectory).astype(float)
         if "stress" in trajectory.get_arraynames():
             atoms.info["stress"] = qe_stress_to_ase_voigt(np.asarray(trajectory.get_array("stress"))[-1])
         for key, value in info.items():

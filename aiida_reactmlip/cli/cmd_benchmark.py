@@ -269,13 +269,23 @@ def mlip_job_counts(node) -> dict[str, int]:
 
 def run_with_status(builder, console, interval: float = 1.0):
     """Run ``builder`` in this interpreter while a status line counts its MLIP jobs; return the node."""
-    from aiida.engine.utils import instantiate_process
     from aiida.manage import get_manager
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .interrupts import InterruptGuard
 
     runner = get_manager().get_runner()
-    process = instantiate_process(runner, builder)
-    node = process.node
+    guard = InterruptGuard(lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True))
+    with guard:  # Ctrl-C stops the jobs and leaves no node running
+        process = runner.instantiate_process(builder)  # through the runner: the guard tracks it
+        node = process.node
+        _run_with_progress(process, node, runner, console, interval)
+    return node
+
+
+def _run_with_progress(process, node, runner, console, interval: float) -> None:
+    """Execute ``process`` while a rich status line counts its MLIP jobs."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[status]}"),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"BenchmarkWorkChain<{node.pk}> MLIP jobs", status="starting")
@@ -290,7 +300,6 @@ def run_with_status(builder, console, interval: float = 1.0):
         runner.loop.call_soon(tick)
         process.execute()
         tick()
-    return node
 
 
 @cmd_root.command("benchmark")

@@ -14,6 +14,19 @@ def _load_dataset(pk):
     return load_node_or_fail(pk, LabelledDatasetData)
 
 
+def check_output_file(output) -> None:
+    """A click error unless ``output`` can be written: its folder exists and it is not a folder itself."""
+    import pathlib
+
+    path = pathlib.Path(output)
+    folder = path.parent if str(path.parent) else pathlib.Path(".")
+    if not folder.is_dir():
+        raise click.ClickException(f"cannot write {output}: the folder {folder} does not exist; create it first "
+                                   f"(mkdir -p {folder}) or give another path")
+    if path.is_dir():
+        raise click.ClickException(f"cannot write {output}: it is a folder; give a file name")
+
+
 @cmd_root.group("dataset")
 def cmd_dataset():
     """Labelled datasets (frames with DFT energies, forces, stress)."""
@@ -39,6 +52,9 @@ def cmd_dataset_import(file, label):
         node = LabelledDatasetData.from_extxyz(file)
     except (ValueError, OSError) as exception:
         raise click.ClickException(str(exception)) from exception
+    if not node.n_frames:
+        raise click.ClickException(f"{file} holds no frames: nothing to store (an extended XYZ file with at least "
+                                   "one frame, energies in eV and forces in eV/Å)")
     node.label = label or pathlib.Path(file).name
     node.store()
     click.echo(f"stored LabelledDatasetData<{node.pk}> {node.label}: {node.base.attributes.get('n_frames')} frames, "
@@ -63,15 +79,16 @@ def cmd_dataset_export(pk, output, fmt):
       reactmlip dataset export 42 train.xyz --format mace   # mace_run_train --train_file=train.xyz
     """
     node = _load_dataset(pk)
-    if fmt == "extxyz":
-        node.export_extxyz(output)
-    else:
-        from aiida_reactmlip.sharing.export import export_dataset
+    check_output_file(output)
+    try:
+        if fmt == "extxyz":
+            node.export_extxyz(output)
+        else:
+            from aiida_reactmlip.sharing.export import export_dataset
 
-        try:
             export_dataset(node, output, fmt)
-        except (ValueError, OSError) as exception:
-            raise click.ClickException(f"cannot export {node.pk} as {fmt}: {exception}") from exception
+    except (ValueError, OSError) as exception:
+        raise click.ClickException(f"cannot export {node.pk} as {fmt} to {output}: {exception}") from exception
     click.echo(f"wrote {node.base.attributes.get('n_frames')} frames to {output} ({fmt})")
 
 

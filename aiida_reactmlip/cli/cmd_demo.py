@@ -77,9 +77,11 @@ def cmd_demo(ctx, system_name, model_names, protocol, output):
     console.print(f"[bold]reactmlip demo[/bold] on profile {profile.name}: {system_name}, models {', '.join(names)}, "
                   f"protocol {protocol}")
     from .console import QuietConsole
+    from .interrupts import InterruptGuard
 
     quiet = QuietConsole("demo", console)
-    with quiet:  # process reports and warnings to the log file, not around the table
+    echo = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    with InterruptGuard(echo), quiet:  # Ctrl-C stops pw.x; reports and warnings go to the log file
         node = run_zero_shot_benchmark(system_name, names, protocol)
     console.print(quiet.summary(), markup=False, highlight=False)
     check_finished(node)

@@ -73,7 +73,10 @@ def print_learning_curve(curve: dict, console, title: str = "") -> None:
 @click.option("--device", default=None, help="Device of the training (cpu, cuda); default: the family's.")
 @with_profile
 def cmd_finetune_run(model_id, training_id, validation_id, params, model_name, device):
-    """Fine-tune one model on one training set (reactmlip.finetune CalcJob) and print the new model.
+    """Fine-tune one model on one training set and print the new model.
+
+    The job runs through reactmlip.finetune_base: a training that diverges is retried with half the learning
+    rate (at most 3 times), a job killed by the scheduler once. Ctrl-C stops it cleanly.
 
     \b
     Examples:
@@ -85,8 +88,10 @@ def cmd_finetune_run(model_id, training_id, validation_id, params, model_name, d
     from aiida import orm
     from aiida.engine import run_get_node
 
-    from aiida_reactmlip.calculations.finetune import FinetuneCalculation
     from aiida_reactmlip.specs.codes import local_codes
+    from aiida_reactmlip.workflows.restart import FinetuneBaseWorkChain, failure_reason
+
+    from .interrupts import InterruptGuard
 
     console = make_console(160)
     base = _model(model_id)
@@ -108,13 +113,17 @@ def cmd_finetune_run(model_id, training_id, validation_id, params, model_name, d
     console.print(f"fine-tuning {base.model_name} (pk {base.pk}) on {training.n_frames} frames (pk {training.pk})")
     start = time.perf_counter()
     try:
-        _, node = run_get_node(FinetuneCalculation, **inputs)
+        with InterruptGuard(lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)):
+            _, node = run_get_node(FinetuneBaseWorkChain, finetune=inputs)
     except ValueError as exception:
         raise click.ClickException(str(exception)) from exception
     if not node.is_finished_ok:
-        raise click.ClickException(f"FinetuneCalculation<{node.pk}> failed: [{node.exit_status}] {node.exit_message}. "
-                                   f"Inspect with `verdi calcjob outputcat {node.pk}`.")
-    _show_finetune(node, console)
+        raise click.ClickException(f"FinetuneBaseWorkChain<{node.pk}> failed: {failure_reason(node)}. "
+                                   f"Inspect with `verdi process report {node.pk}`.")
+    jobs = [child for child in node.called if isinstance(child, orm.CalcJobNode) and child.is_finished_ok]
+    if len(node.called) > 1:
+        console.print(f"after {len(node.called) - 1} retry(ies): see `verdi process report {node.pk}`")
+    _show_finetune(jobs[-1], console)
     console.print(f"wall time {time.perf_counter() - start:.1f} s")
 
 

@@ -113,11 +113,10 @@ class ProgressDisplay:
 
 def run_with_progress(builder, display: ProgressDisplay, interval: float = 1.0):
     """Run ``builder`` in this interpreter (no daemon needed) while ``display`` follows its pw.x jobs."""
-    from aiida.engine.utils import instantiate_process
     from aiida.manage import get_manager
 
     runner = get_manager().get_runner()
-    process = instantiate_process(runner, builder)
+    process = runner.instantiate_process(builder)  # through the runner: an InterruptGuard tracks it
     node = process.node
     total = len(builder.structures)
 
@@ -193,15 +192,41 @@ def print_spin_results(console, rows: list[dict]) -> None:
                       f"(absolute {row['absolute']:.2f}){per_atom}", highlight=False)
 
 
+def structure_sizes(structures: dict, protocol: str, family_label: str, mpiprocs: int) -> dict[str, dict]:
+    """name -> atoms, k-points, ecutwfc (Ry) and MPI ranks of each structure under ``protocol`` (the size guard's
+    input, :mod:`aiida_reactmlip.cli.size_guard`); 1 k-point and 30 Ry where the family cannot tell."""
+    import numpy as np
+    from aiida import orm
+
+    from aiida_reactmlip.qe_settings import load_protocol, pw_choices
+
+    try:
+        family, settings = orm.load_group(family_label), load_protocol(protocol)
+    except Exception:  # noqa: BLE001  (reported by the work chain's input check)
+        family = settings = None
+    sizes = {}
+    for name, structure in structures.items():
+        size = {"atoms": len(structure.sites), "kpoints": 1, "ecutwfc": 30.0, "ranks": mpiprocs}
+        if family is not None:
+            try:
+                cutoffs = family.get_recommended_cutoffs(structure=structure, unit="Ry")
+                choices = pw_choices(structure.get_ase(), settings, cutoffs)
+                size.update(kpoints=int(np.prod(choices["kpoints_mesh"])), ecutwfc=float(choices["ecutwfc"]))
+            except Exception:  # noqa: BLE001  (missing pseudopotential: the work chain's input check says so)
+                pass
+        sizes[name] = size
+    return sizes
+
+
 @cmd_root.command("label")
 @click.argument("source", metavar="GROUP_OR_FILE")
 @click.option("--protocol", type=click.Choice(["fast", "moderate", "precise"]), default="moderate", show_default=True,
               help="Labelling protocol (cutoffs, k-points, SCF threshold; see docs/labelling.md).")
 @click.option("--pseudo-family", default=None, help="aiida-pseudo family label [default: reactmlip/debian-pbe].")
 @click.option("--code", "code_label", default=None, help="pw.x code, e.g. pw@localhost [default: pw@localhost].")
-@click.option("--mpiprocs", type=int, default=1, show_default=True,
+@click.option("--mpiprocs", type=click.IntRange(min=1), default=1, show_default=True,
               help="MPI processes per pw.x job (1: serial pw.x without mpirun).")
-@click.option("--max-iterations", type=int, default=3, show_default=True,
+@click.option("--max-iterations", type=click.IntRange(min=1), default=3, show_default=True,
               help="Restarts PwBaseWorkChain may try per configuration before the label is given up.")
 @click.option("--dipole-correction", is_flag=True, help="Dipole correction along c for every slab.")
 @click.option("--spin", "spin_mode", type=click.Choice(["auto", "off", "on"]), default="auto", show_default=True,
@@ -215,16 +240,24 @@ def print_spin_results(console, rows: list[dict]) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also write the labelled dataset as extended XYZ (energies eV, forces eV/Å).")
 @click.option("--group", "group_label", default=None, help="Add the dataset node to this group (created if missing).")
+@click.option("--max-atoms", type=int, default=None,
+              help="Refuse structures with more atoms than this unless --yes [default: $REACTMLIP_MAX_ATOMS or "
+              "200; 0: no limit].")
+@click.option("--yes", is_flag=True, help="Label structures above --max-atoms anyway.")
 @console_options
 @with_profile
 def cmd_label(source, protocol, pseudo_family, code_label, mpiprocs, max_iterations, dipole_correction, spin_mode,
-              cache, daemon, output, group_label, verbose, log_file):
+              cache, daemon, output, group_label, max_atoms, yes, verbose, log_file):
     """Label the structures of GROUP_OR_FILE with DFT (pw.x scf, forces; stress for bulk).
 
     GROUP_OR_FILE is a file that ASE reads (extxyz, CIF, POSCAR, ...; every frame is labelled, its
     scalar info such as `multiplicity` kept) or an AiiDA group of StructureData. A progress bar shows
     the jobs done, failed, running and waiting. Prints the dataset node; configurations whose DFT
     failed are listed with their exit status and the dataset of the others is still made (exit 401).
+
+    Ctrl-C (or SIGTERM) stops the pw.x jobs it started and marks the unfinished processes killed; run the
+    same command again to resume: finished pw.x runs are reused (also one that finished after the stop).
+    Structures above --max-atoms are refused unless --yes, with an estimate of their pw.x cost.
 
     \b
     Examples:
@@ -239,8 +272,21 @@ def cmd_label(source, protocol, pseudo_family, code_label, mpiprocs, max_iterati
     from aiida_reactmlip import provision
     from aiida_reactmlip.workflows.label import LabelWorkChain
 
+    from .interrupts import InterruptGuard, stale_processes
+    from .salvage import salvage_finished_pw
+    from .size_guard import default_max_atoms, size_refusal
+
     console = Console()
+    if output:  # before any pw.x run: a dataset that cannot be written at the end is DFT time lost
+        from .cmd_dataset import check_output_file
+
+        check_output_file(output)
     structures, description = load_structures(source)
+    refusal = None if yes else size_refusal(
+        structure_sizes(structures, protocol, pseudo_family or provision.DEBIAN_FAMILY_LABEL, mpiprocs),
+        default_max_atoms() if max_atoms is None else max_atoms)
+    if refusal:
+        raise click.ClickException(refusal)
     try:
         code = orm.load_code(code_label or f"{provision.PW_CODE_LABEL}@{provision.DEFAULT_COMPUTER}")
     except NotExistent as exception:
@@ -268,20 +314,37 @@ def cmd_label(source, protocol, pseudo_family, code_label, mpiprocs, max_iterati
                       + "; ".join(f"{name} ({choice.reason})" for name, choice in list(polarised.items())[:5])
                       + (" ..." if len(polarised) > 5 else ""), highlight=False)
 
+    echo = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    if not daemon:
+        stale = stale_processes()
+        if stale:
+            console.print(f"note: {len(stale)} process node(s) of an earlier in-process run are unfinished and "
+                          "nothing runs them: `reactmlip processes clean` lists them", highlight=False)
+        if cache:
+            salvage_finished_pw(echo)
     quiet = QuietConsole("label", console, verbose=verbose, log_file=log_file)
     try:
-        with quiet, ProgressDisplay(len(structures), console=console) as display:
-            if daemon:
+        if daemon:
+            with quiet, ProgressDisplay(len(structures), console=console) as display:
                 from aiida.engine import submit
 
                 node = submit(builder)
                 console.print(f"submitted LabelWorkChain<{node.pk}> to the daemon")
-                watch_submitted(node, display)
-            elif cache:
-                with enable_caching(identifier="aiida.calculations:quantumespresso.pw"):
+                try:
+                    watch_submitted(node, display)
+                except KeyboardInterrupt:
+                    raise click.ClickException(f"stopped following LabelWorkChain<{node.pk}>: the daemon runs it "
+                                               f"on (`verdi process show {node.pk}`)") from None
+        else:
+            resume = ("rerun the same `reactmlip label` command to resume (finished pw.x runs are reused)" if cache
+                      else "rerun the same command with --cache to reuse the finished pw.x runs")
+            with InterruptGuard(echo, resume=resume), quiet, \
+                    ProgressDisplay(len(structures), console=console) as display:
+                if cache:
+                    with enable_caching(identifier="aiida.calculations:quantumespresso.pw"):
+                        node = run_with_progress(builder, display)
+                else:
                     node = run_with_progress(builder, display)
-            else:
-                node = run_with_progress(builder, display)
     except ValueError as exception:  # input validation: nothing was submitted
         raise click.ClickException(str(exception)) from exception
 

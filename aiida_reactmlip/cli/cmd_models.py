@@ -75,10 +75,16 @@ def cmd_models_add(file, family, model_name, version):
     from aiida_reactmlip.data.model import MlipModelData
     from aiida_reactmlip.models import describe_model_file
 
+    from aiida_reactmlip.models.errors import ModelLoadError
+
     try:
         description = describe_model_file(family, file)
-    except Exception as exception:  # any loader failure, reported
-        raise click.ClickException(f"{file} could not be loaded as a {family} model: {exception}") from exception
+    except ModelLoadError as exception:  # the loader's own message names the file and the family
+        raise click.ClickException(f"{exception}; is it a {family} model file (--family)? Nothing was stored.") \
+            from exception
+    except Exception as exception:  # noqa: BLE001  (any other loader failure, reported)
+        raise click.ClickException(f"{file} could not be loaded as a {family} model: {exception}. Nothing was "
+                                   "stored.") from exception
     node, created = MlipModelData.get_or_create(
         file, family=family, model_name=model_name, version=version, elements=description["elements"],
         cutoff=description.get("cutoff"), dtype=description.get("dtype"), source=f"user file {file}",

@@ -41,3 +41,41 @@ def cmd_optimade_serve(host, port, base_url, log_level):
     app = create_reactmlip_app(get_profile().name, **overrides)
     click.echo(f"OPTIMADE API of profile {get_profile().name!r} at http://{host}:{port}/v1/structures", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@cmd_optimade.command("index")
+@click.option("--rebuild", is_flag=True, help="Empty the index first and index every dataset again.")
+@with_profile
+def cmd_optimade_index(rebuild):
+    """Build or update the per-frame OPTIMADE index of the profile (tables reactmlip_optimade_* in its database).
+
+    The server also catches up on its own (at start and on each request: datasets stored or deleted since),
+    so this command is for building the index of a large profile before the first `serve`, or after a
+    change of the index format. Only the index tables are written; AiiDA's own tables are only read.
+
+    \b
+    Examples:
+      reactmlip optimade index
+      reactmlip -p myprofile optimade index --rebuild
+    """
+    import time
+
+    from aiida_reactmlip.optimade.index import FrameIndex
+
+    index = FrameIndex()
+    if rebuild:
+        index.drop()
+    start = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - last[0] > 2:
+            last[0] = now
+            click.echo(f"  indexed {done:,}/{total:,} datasets ({now - start:.0f} s)", err=True)
+
+    added = index.catch_up(progress=progress)
+    size = index.size_bytes()
+    size_text = f", {size / 2**20:.1f} MiB on disk" if size else ""
+    click.echo(f"OPTIMADE index: {len(index.datasets):,} datasets, {index.total_frames:,} frames "
+               f"({added:,} datasets added in {time.perf_counter() - start:.1f} s{size_text})")

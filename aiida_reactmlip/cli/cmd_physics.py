@@ -32,6 +32,7 @@ def run_physics_checks(models: dict, plan: dict, runner_code, num_threads: int =
     from aiida.engine import run_get_node
 
     from aiida_reactmlip.calculations.physics import PhysicsCheckCalculation
+    from aiida_reactmlip.cli.interrupts import InterruptGuard
     from aiida_reactmlip.frames import Frames
     from aiida_reactmlip.specs.datasets import stored_once
 
@@ -54,7 +55,8 @@ def run_physics_checks(models: dict, plan: dict, runner_code, num_threads: int =
         if structures is not None:
             inputs["structures"] = structures
         start = time.perf_counter()
-        _, node = run_get_node(PhysicsCheckCalculation, **inputs)
+        with InterruptGuard(echo):  # Ctrl-C stops the job and leaves no node running
+            _, node = run_get_node(PhysicsCheckCalculation, **inputs)
         echo(
             f"{label}: PhysicsCheckCalculation<{node.pk}> {'ok' if node.is_finished_ok else 'FAILED'} "
             f"in {time.perf_counter() - start:.0f} s"
@@ -175,6 +177,12 @@ def cmd_physics(models, elements, checks, quick, num_threads, output):
     console = make_console()
     echo = console_echo(console)
     element_list = [e.strip() for e in elements.split(",") if e.strip()]
+    from ase.data import atomic_numbers
+
+    unknown = [e for e in element_list if e not in atomic_numbers or e == "X"]
+    if unknown or not element_list:
+        raise click.ClickException(f"--elements: {', '.join(unknown) or 'nothing'} is not an element symbol; give "
+                                   "comma-separated symbols such as H,Cu")
     check_list = [c.strip() for c in checks.split(",") if c.strip()]
     try:
         plan = default_plan(element_list, checks=check_list, md_scale=0.1 if quick else 1.0)

@@ -14,9 +14,10 @@ from .root import cmd_root, with_profile
 @click.argument("url")
 @click.argument("filter")
 @click.option("--label", default=None, help="Label of the new node (default: 'optimade: FILTER').")
-@click.option("--max-structures", type=int, default=None,
+@click.option("--max-structures", type=click.IntRange(min=1), default=None,
               help="Refuse (store nothing) if the filter matches more structures than this.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="HTTP timeout per request (s).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="HTTP timeout per request (s).")
 @with_profile
 def cmd_dataset_import_optimade(url, filter, label, max_structures, timeout):
     """Fetch structures with DFT labels from an OPTIMADE server and store them as a LabelledDatasetData.
@@ -34,7 +35,7 @@ def cmd_dataset_import_optimade(url, filter, label, max_structures, timeout):
 
     try:
         node = import_optimade(url, filter, label=label, timeout=timeout, max_structures=max_structures)
-    except OptimadeImportError as exception:
+    except (OptimadeImportError, ValueError) as exception:
         raise click.ClickException(str(exception)) from exception
     click.echo(f"stored LabelledDatasetData<{node.pk}> {node.label}: {node.n_frames} frames, "
                f"elements {', '.join(node.elements)}, from {node.base.attributes.get('optimade_source')['url']}")
@@ -65,8 +66,8 @@ def _echo_rows(rows, columns, as_json):
 @click.option("--exact", is_flag=True, help="Elements must be exactly those given.")
 @click.option("--functional", default=None, help="XC functional of the DFT labels, e.g. PBE.")
 @click.option("--system", default=None, help="Reactive system, e.g. h2-dissociation.")
-@click.option("--min-frames", type=int, default=None)
-@click.option("--max-frames", type=int, default=None)
+@click.option("--min-frames", type=click.IntRange(min=0), default=None)
+@click.option("--max-frames", type=click.IntRange(min=0), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @with_profile
 def cmd_query_datasets(elements, exact, functional, system, min_frames, max_frames, as_json):

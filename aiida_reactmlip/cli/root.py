@@ -78,3 +78,4 @@ from . import cmd_finetune  # noqa: E402,F401
 from . import cmd_loop  # noqa: E402,F401
 from . import cmd_benchmark  # noqa: E402,F401
 from . import cmd_physics  # noqa: E402,F401
+from . import cmd_processes  # noqa: E402,F401

@@ -1,7 +1,9 @@
 """What every ``reactmlip ... FILE`` command (campaign run, finetune study, loop run) does the same way: the
 console, the FILE / --output / --dry-run arguments, reading the file (old keys' warnings echoed, errors as
 click errors), the dry run, the profile, running in this interpreter with a periodic progress callback, the
-check that a WorkChain finished, the report and the wall time; and loading a node named on the command line."""
+check that a WorkChain finished, the report and the wall time; Ctrl-C or SIGTERM during the run stops its jobs and
+marks its unfinished processes killed (:mod:`aiida_reactmlip.cli.interrupts`); and loading a node named on the
+command line."""
 
 from __future__ import annotations
 
@@ -92,11 +94,13 @@ def run_file(ctx, file, dry_run: bool, echo, *, load: t.Callable, describe: t.Ca
     import pathlib
 
     from .console import QuietConsole
+    from .interrupts import InterruptGuard
 
     quiet = QuietConsole(pathlib.Path(file).stem, verbose=bool(ctx.meta.get("reactmlip_verbose")),
                          log_file=ctx.meta.get("reactmlip_log_file"))
     try:
-        with quiet:  # process reports and warnings to the log file, not around the output
+        # Ctrl-C / SIGTERM: the jobs of this run are stopped and its unfinished processes marked killed
+        with InterruptGuard(echo, resume="rerun the same command"), quiet:  # reports to the log file
             result = run(spec)
     except ValueError as exception:  # input validation: nothing ran
         raise click.ClickException(str(exception)) from exception
@@ -125,11 +129,10 @@ def load_node_or_fail(identifier, node_class=None, what: str = "node"):
 def run_with_ticks(builder, tick: t.Callable, interval: float = 1.0):
     """Run ``builder`` in this interpreter (no daemon), calling ``tick(node)`` every ``interval`` seconds while
     it runs and once when it ends; return the process node."""
-    from aiida.engine.utils import instantiate_process
     from aiida.manage import get_manager
 
     runner = get_manager().get_runner()
-    process = instantiate_process(runner, builder)
+    process = runner.instantiate_process(builder)  # through the runner: an InterruptGuard tracks it
     node = process.node
 
     def again():

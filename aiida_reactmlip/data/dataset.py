@@ -33,6 +33,21 @@ def _derived_attributes(frames: Frames) -> dict[str, Any]:
     }
 
 
+def _check_labels_finite(frames: Frames) -> None:
+    """ValueError naming the first frame whose energy, forces or stress hold an infinite value (a missing label
+    is NaN: a number that overflowed is not a label)."""
+    per_atom_frame = np.repeat(np.arange(len(frames)), frames.n_atoms)
+    for name, word, unit in (('energies', 'energy', 'eV'), ('forces', 'force', 'eV/Angstrom'),
+                             ('stress', 'stress', 'eV/Angstrom^3')):
+        array = np.asarray(getattr(frames, name), dtype=float)
+        rows = np.isinf(array).reshape(len(array), -1).any(axis=1) if array.size else np.zeros(0, bool)
+        if rows.any():
+            index = int(np.flatnonzero(rows)[0])
+            frame = int(per_atom_frame[index]) if name == 'forces' else index
+            raise ValueError(f'frame {frame} has an infinite {word} ({unit}): '
+                             'not a DFT label; leave a missing label as NaN or drop the frame')
+
+
 class LabelledDatasetData(ArrayData):
     """Labelled configurations: positions (Angstrom), cells (Angstrom), numbers, pbc, energies (eV),
     forces (eV/Angstrom), stress (eV/Angstrom^3, Voigt xx yy zz yz xz xy); NaN where a label is missing.
@@ -53,6 +68,7 @@ class LabelledDatasetData(ArrayData):
         if not isinstance(frames, Frames):
             raise TypeError(f'`frames` must be a Frames instance, got {type(frames).__name__}')
         frames.validate()
+        _check_labels_finite(frames)
         attributes = _derived_attributes(frames)
         frame_info = copy.deepcopy(frames.info)
         arrays = {name: np.array(getattr(frames, name), copy=True) for name in ARRAY_NAMES}

@@ -39,6 +39,11 @@ def _frames_by_system(frames) -> dict[str, list[int]]:
     return systems
 
 
+#: Site energy differences (meV) below which DFT gives no site order: no smaller than the DFT precision of the
+#: labelling protocol (fast: an estimate; docs/metrics.md "Regression values").
+SITE_TIE_MEV = 20.0
+
+
 def adsorption_metrics(frames, indices: list[int], dft: np.ndarray, model: np.ndarray) -> dict | None:
     """Adsorption-energy errors and site preference of one adsorption system, or None if it is not one."""
     info = frames.info
@@ -68,7 +73,8 @@ def adsorption_metrics(frames, indices: list[int], dft: np.ndarray, model: np.nd
         adsorbate,
         scheme,
     )
-    preference = site_preference({s: dft[i] for s, i in site_of.items()}, {s: model[i] for s, i in site_of.items()})
+    preference = site_preference({s: dft[i] for s, i in site_of.items()}, {s: model[i] for s, i in site_of.items()},
+                                 tie_meV=SITE_TIE_MEV)
     return {"kind": "adsorption", **result, **{f"site_{k}": v for k, v in preference.items()}}
 
 

@@ -231,7 +231,8 @@ def site_preference(
     ``model_relative_energies_meV`` (in ``sites_by_dft`` order, relative to the DFT-preferred site,
     each method its own energies), ``relative_energy_mae_meV``, ``misordered_pairs``: ``[more stable
     by DFT, less stable by DFT, DFT gap meV]`` for each pair the model puts the other way round (pairs
-    within ``tie_meV`` by DFT are not counted), ``n_misordered_pairs``, ``n_pairs``.
+    within ``tie_meV`` by DFT are not counted; ``most_stable_agrees`` also holds when the model's favourite
+    lies within ``tie_meV`` of DFT's by DFT), ``n_misordered_pairs``, ``n_pairs``.
     """
     dft = _site_energies(dft_site_energies, "dft_site_energies")
     model = _site_energies(model_site_energies, "model_site_energies")
@@ -257,7 +258,8 @@ def site_preference(
         "sites_by_model": by_model,
         "most_stable_dft": best,
         "most_stable_model": by_model[0],
-        "most_stable_agrees": best == by_model[0],
+        # a model favourite within tie_meV of the DFT favourite (by DFT) is no disagreement
+        "most_stable_agrees": best == by_model[0] or (dft[by_model[0]] - dft[best]) * 1000.0 <= tie,
     }
     dv, mv = [dft[s] for s in sites], [model[s] for s in sites]
     if np.ptp(dv) > 0 and np.ptp(mv) > 0:

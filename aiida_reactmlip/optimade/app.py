@@ -80,7 +80,9 @@ def create_reactmlip_app(profile_name: str | None = None, config=None, filter_li
         config = reactmlip_config(**overrides)
     app = create_app(config, logger_tag='reactmlip')
     limits = filter_limits or DEFAULT_LIMITS
-    app.state.entry_collections['structures'] = StructureCollection(config, limits=limits)
+    structures = StructureCollection(config, limits=limits)
+    structures.warm_up()
+    app.state.entry_collections['structures'] = structures
     app.state.entry_collections['references'] = DatasetReferenceCollection(config, limits=limits)
     links = app.state.entry_collections.get('links')
     if links is not None:  # optimade's own (empty) links collection: same parser and limits

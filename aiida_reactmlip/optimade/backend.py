@@ -8,17 +8,19 @@
   (id = dataset UUID), the way from a structure to its dataset and, through ``_reactmlip_source_uuid``,
   to the DFT calculation.
 
-Each request runs one ``QueryBuilder`` query for the candidate datasets (filters from
-:mod:`aiida_reactmlip.optimade.filters`), evaluates the exact filter on the frames of those
-datasets, and closes the thread's database session at the end (``scoped_session.remove``), so
-concurrent requests never exhaust the connection pool. Per-frame attributes of a dataset are
-computed once and cached by dataset UUID: stored datasets are immutable, so the cache never goes
-stale; new datasets are found by the query of the next request, deleted ones drop out of it.
+Each ``structures`` request brings the per-frame index up to date (:meth:`FrameIndex.catch_up`: one
+query when nothing was stored or deleted), runs the filter as SQL on it (a count, cached per filter until
+the index changes, and a page with ``ORDER BY``/``LIMIT``/``OFFSET``), and reads the arrays of only the
+datasets holding the page's frames (:mod:`.framequery`). A filter without an SQL form runs in Python on the
+frames the SQL part of it keeps, with the per-frame attributes cached by dataset UUID (stored datasets are
+immutable). ``references`` entries come from one ``QueryBuilder`` query. Every request closes the thread's
+database session at the end (``scoped_session.remove``), so concurrent requests never exhaust the pool.
 
 Filters are parsed by :class:`aiida_reactmlip.optimade.guard.FilterParser` (LALR, with size and depth
-limits) and a request whose filter would run more than ``FilterLimits.max_evaluations`` predicate tests
-on the pre-selected frames is refused with 400 before any frame is read. Nothing here writes to the
-database: ``insert`` raises, and the API has no write route.
+limits); a filter whose SQL would test more than ``FilterLimits.max_sql_evaluations`` (terms x frames it may
+scan), or whose Python evaluation would run more than ``FilterLimits.max_evaluations`` predicate tests, is
+refused with 400 before any frame is read. The server writes only its own index tables
+(``reactmlip_optimade_*``), never AiiDA's: ``insert`` raises, and the API has no write route.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 from optimade.exceptions import BadRequest
 from optimade.models import ReferenceResource, StructureResource
@@ -36,9 +39,12 @@ from optimade.server.entry_collections import EntryCollection
 from optimade.server.mappers import ReferenceMapper, StructureMapper
 from optimade.server.schemas import retrieve_queryable_properties
 
-from .filters import Condition, ReactmlipTransformer
+from .filters import Condition, ReactmlipTransformer, list_test
+from .framequery import FrameQuery
 from .guard import DEFAULT_LIMITS, FilterLimits, FilterParser
+from .index import FrameIndex
 from .mapping import PREFIX, PROVIDER_FIELDS, frame_to_structure_attributes, split_structure_id, structure_id
+from .sqlfilters import SqlFields
 
 __all__ = ('DatasetReferenceCollection', 'FrameCache', 'StructureCollection', 'close_session')
 
@@ -133,7 +139,7 @@ class FrameCache:
         node = orm.load_node(uuid)
         frames = node.frames
         dft = dft_settings_by_uuid([(info or {}).get('source_uuid') for info in frames.info])
-        entry = _DatasetEntry(uuid, frames, {'uuid': uuid, 'last_modified': mtime}, dft)
+        entry = _DatasetEntry(uuid, frames, {'uuid': uuid, 'last_modified': node.ctime if mtime is None else mtime}, dft)
         with self._lock:
             if uuid not in self._entries:
                 self._entries[uuid] = entry
@@ -173,9 +179,12 @@ def _sort_key(value: Any):
 class _AiidaCollection(EntryCollection):
     """Shared query logic: dataset candidates from QueryBuilder, exact filter in Python, sort, page."""
 
-    def __init__(self, resource_cls, mapper, config, prefilter, limits: FilterLimits = DEFAULT_LIMITS):
+    def __init__(self, resource_cls, mapper, config, prefilter, limits: FilterLimits = DEFAULT_LIMITS, sql=False):
         extra = PROVIDER_FIELDS if mapper.ENDPOINT == 'structures' else []
-        transformer = ReactmlipTransformer(mapper=mapper, field_types=_field_types(mapper, extra), prefilter=prefilter)
+        types = _field_types(mapper, extra)
+        sql_fields = SqlFields(set(types), list_test) if sql else None
+        transformer = ReactmlipTransformer(mapper=mapper, field_types=types, prefilter=prefilter,
+                                           sql_fields=sql_fields)
         super().__init__(resource_cls, mapper, transformer, config)
         self.limits = limits
         self.parser = FilterParser(limits)
@@ -229,6 +238,7 @@ class _AiidaCollection(EntryCollection):
             raise NotImplementedError('page_above is not supported; use page_offset or page_number')
         if not isinstance(criteria.get('filter'), Condition):
             criteria['filter'] = Condition.always()
+        criteria['filter_text'] = str(getattr(params, 'filter', '') or '')
         return criteria
 
     @_closing_session
@@ -274,30 +284,99 @@ def _structure_prefilter() -> dict:
 
 
 class StructureCollection(_AiidaCollection):
-    """``structures``: the frames of every stored ``LabelledDatasetData``."""
+    """``structures``: the frames of every stored ``LabelledDatasetData``, served from the per-frame index.
 
-    def __init__(self, config, cache: FrameCache | None = None, limits: FilterLimits = DEFAULT_LIMITS):
-        super().__init__(StructureResource, StructureMapper(config), config, _structure_prefilter(), limits)
-        self.cache = cache or FrameCache()
+    A filter whose every clause has an SQL form (:attr:`Condition.sql`) and whose sort fields are columns
+    runs as SQL on the index (:class:`~aiida_reactmlip.optimade.framequery.FrameQuery`); otherwise the SQL
+    part that can prune (:attr:`Condition.prune`) selects the candidate frames and the exact filter runs in
+    Python on them, within ``FilterLimits.max_evaluations``. Each request first calls
+    :meth:`FrameIndex.catch_up` (one query when no dataset was stored or deleted).
+    """
 
-    def _datasets(self, qb_filters: dict | None, project: list[str]):
-        from aiida import orm
+    def __init__(self, config, cache: FrameCache | None = None, limits: FilterLimits = DEFAULT_LIMITS,
+                 index: FrameIndex | None = None):
+        super().__init__(StructureResource, StructureMapper(config), config, _structure_prefilter(), limits, sql=True)
+        self.cache = cache or FrameCache(max_frames=50_000)
+        self.index = index or FrameIndex()
+        self.query = FrameQuery(self.index)
+        self.sql_fields = self.transformer.sql_fields
 
-        qb = orm.QueryBuilder().append(_dataset_class(), filters=qb_filters or {}, project=project, tag='d')
-        qb.order_by({'d': [{'ctime': 'asc'}, {'id': 'asc'}]})
-        return qb.all()
+    def warm_up(self) -> None:
+        """At server start: bring the index up to date and run one filter through every stage (parse, SQL,
+        arrays of one frame, the response model), so the first request pays no import or first-call cost.
+        Runs in the caller's thread and leaves its AiiDA session open (closing it would detach the nodes the
+        caller holds)."""
+        from optimade.models import StructureResource as Resource
+
+        self.index.catch_up()
+        condition = self.transformer.transform(self.parser.parse('elements HAS "Cu" OR nsites >= 0'))
+        rows = self.query.page(condition.sql, [], 0, 1)
+        for doc in self.query.documents(rows):
+            Resource(**self.resource_mapper.map_back(doc))
 
     @_closing_session
     def __len__(self) -> int:
-        return int(sum(n or 0 for (n,) in self._datasets(None, ['attributes.n_frames'])))
+        self.index.catch_up()
+        return self.index.total_frames
+
+    @_closing_session
+    def count(self, **kwargs: Any) -> int:
+        condition = kwargs.get('filter')
+        if not isinstance(condition, Condition):
+            condition = Condition.always()
+        self.index.catch_up()
+        if condition.sql is not None:
+            return self.query.count(condition.sql, None)
+        return sum(1 for doc, _ in self._candidates(condition) if condition.matches(doc, self._lookup))
+
+    def _sql_order(self, criteria: dict[str, Any]) -> list[tuple[Any, int]] | None:
+        order = []
+        for field, direction in criteria.get('sort') or []:
+            name = self.resource_mapper.get_optimade_field(field)
+            if name in HEAVY_FIELDS:
+                raise BadRequest(detail=f"'{name}' is not sortable")
+            key = self.sql_fields.sort_key(name)
+            if key is None:
+                return None
+            order.append((key, direction))
+        return order
+
+    @_closing_session
+    def _run_db_query(self, criteria: dict[str, Any], single_entry: bool = False):
+        condition: Condition = criteria['filter']
+        self.index.catch_up()
+        order = self._sql_order(criteria)
+        if condition.sql is None or order is None:
+            return super()._run_db_query.__wrapped__(self, criteria, single_entry)
+        self.limits.check_sql_budget(condition.terms, self.query.scanned_frames(condition.datasets))
+        total = self.query.count(condition.sql, criteria.get('filter_text'))
+        skip = int(criteria.get('skip') or 0)
+        limit = int(criteria.get('limit') or 0)
+        rows = [] if skip >= total else self.query.page(condition.sql, order, skip, limit)
+        results = self.query.documents(rows)
+        if single_entry:
+            return results, total, False
+        return results, total, skip + len(rows) < total
 
     def _candidates(self, condition: Condition):
-        rows = self._datasets(condition.qb_filters, ['uuid', 'ctime', 'attributes.n_frames'])
-        self.limits.check_budget(condition.terms, sum(int(n or 0) for _, _, n in rows), 'structures')
-        for uuid, mtime, _ in rows:
-            entry = self.cache.get(uuid, mtime)
-            for index, doc in enumerate(entry.light):
-                yield doc, (entry, index)
+        """Python fallback: the frames the SQL part of the filter keeps, with their cached light attributes."""
+        where = condition.prune
+        if condition.datasets is not None:
+            from .sqlfilters import FALSE, frames_table
+
+            pks = [self.index.uuid_to_pk[u] for u in condition.datasets if u in self.index.uuid_to_pk]
+            keep = frames_table.c.dataset_pk.in_(pks) if pks else FALSE
+            where = keep if where is None else sa.and_(where, keep)
+        candidates = self.query.count(where, None)
+        self.limits.check_budget(condition.terms, candidates, 'structures')
+        by_dataset: dict[str, list[int]] = {}
+        for uuid, index in self.query.candidates(where, candidates):
+            by_dataset.setdefault(uuid, []).append(index)
+        for uuid, indices in by_dataset.items():
+            entry = self.cache.get(uuid, None)
+            for index in indices:
+                if index < len(entry.light):
+                    yield entry.light[index], (entry, index)
 
     def _lookup(self, doc: dict, name: str) -> Any:
         if name == 'id':

@@ -1,16 +1,18 @@
-"""OPTIMADE filter -> (AiiDA ``QueryBuilder`` filters on datasets, exact per-frame predicate).
+"""OPTIMADE filter -> :class:`Condition`: an SQL expression on the per-frame index, and the exact Python predicate.
 
-Each labelled frame lives inside a ``LabelledDatasetData`` node (arrays in the repository), so a
-filter runs in two stages:
+Every frame of every ``LabelledDatasetData`` has a row in the per-frame index (:mod:`.index`), so a filter
+normally runs as one SQL query:
 
-1. :attr:`Condition.qb_filters`: ``QueryBuilder`` filters on the ``LabelledDatasetData`` nodes that
-   keep every dataset which *may* hold a matching frame (``elements HAS "Cu"`` becomes
-   ``attributes.elements contains ["Cu"]``, ``id = "<uuid>:3"`` becomes ``uuid == "<uuid>"``, ...);
-   ``None`` where a clause says nothing about datasets. The database does this stage.
-2. :meth:`Condition.evaluate`: the exact OPTIMADE semantics on each candidate frame's attributes,
-   with three-valued logic: a comparison with a null (unknown) property is neither true nor false,
-   ``NOT`` of it stays unknown, only true frames are returned. Numbers compare as numbers (an
-   integer literal against a float energy is a numeric comparison on every storage backend).
+1. :attr:`Condition.sql`: a SQLAlchemy Core boolean expression on ``reactmlip_optimade_frames`` built by
+   :class:`~aiida_reactmlip.optimade.sqlfilters.SqlFields` (``elements HAS "Cu"`` becomes a lookup in the
+   composition-elements table, ``_reactmlip_energy < -31`` a comparison on the energy column). SQL's ``NULL``
+   is OPTIMADE's unknown and ``AND``/``OR``/``NOT`` are Kleene logic, as in the Python evaluator. ``None``
+   when some clause has no SQL form (``HAS`` on positions, forces, stress, k-points).
+2. :meth:`Condition.evaluate`: the exact OPTIMADE semantics on one frame's attributes (three-valued: a
+   comparison with a null property is neither true nor false, ``NOT`` of it stays unknown). It runs only
+   for filters without an SQL form, on the frames :attr:`Condition.prune` (the SQL of the parts that can
+   narrow the answer) keeps; the tests check that both ways give the same answers.
+3. :attr:`Condition.qb_filters`: ``QueryBuilder`` filters on dataset nodes (used by ``/references``).
 
 Malformed filters and type mismatches (``nsites > "a"``) raise ``BadRequest`` (HTTP 400) naming the
 problem; grammar the backend does not support (correlated ``:`` queries, property-to-property
@@ -59,13 +61,45 @@ def _any(parts: list[Condition], doc: dict, lookup: Lookup) -> bool | None:
     return _decide(parts, doc, lookup, True)
 
 
+_SAME = object()
+
+
+def list_test(mode: str, items: Any, values: list) -> bool | None:
+    """``items HAS ALL values`` (mode ``ALL``), ``HAS ANY`` or ``HAS ONLY`` with OPTIMADE semantics; None if unknown."""
+    if not isinstance(items, list):
+        return None
+    if mode == 'ONLY':
+        return all(item in values for item in items)
+    hits = [value in items for value in values]
+    return any(hits) if mode == 'ANY' else all(hits)
+
+
+def _sql_all(parts):
+    import sqlalchemy as sa
+
+    return parts[0] if len(parts) == 1 else sa.and_(*parts)
+
+
+def _sql_any(parts):
+    import sqlalchemy as sa
+
+    return parts[0] if len(parts) == 1 else sa.or_(*parts)
+
+
 class Condition:
     """A parsed filter: ``evaluate(doc, lookup)`` gives True/False/None (unknown); ``qb_filters`` prunes datasets."""
 
     def __init__(self, evaluate: Callable[[dict, Lookup], bool | None], qb_filters: dict | None = None,
-                 fields: frozenset[str] = frozenset(), terms: int = 1):
+                 fields: frozenset[str] = frozenset(), terms: int = 1, sql: Any = None, prune: Any = _SAME,
+                 datasets: frozenset[str] | None = None):
         self._evaluate = evaluate
         self.qb_filters = qb_filters
+        #: SQL expression with the same three-valued result on the frame index, or None (not expressible).
+        self.sql = sql
+        #: SQL expression true on a superset of the matches (prunes the Python fallback), or None.
+        self.prune = sql if prune is _SAME else prune
+        #: UUIDs of the datasets that can hold a match (from ``id``/``_reactmlip_dataset_uuid``), None: any.
+        self.datasets = datasets
         #: The OPTIMADE property names the filter reads.
         self.fields = fields
         #: Predicate tests per entry (comparisons plus listed values): the cost of evaluating one entry.
@@ -79,7 +113,9 @@ class Condition:
 
     @classmethod
     def always(cls) -> Condition:
-        return cls(lambda doc, lookup: True, terms=0)
+        from .sqlfilters import TRUE
+
+        return cls(lambda doc, lookup: True, terms=0, sql=TRUE)
 
 
 def _is_number(value: Any) -> bool:
@@ -128,10 +164,34 @@ class ReactmlipTransformer(BaseTransformer):
     operator_map = {op: op for op in _OPS}
 
     def __init__(self, mapper=None, field_types: dict[str, str] | None = None,
-                 prefilter: dict[str, Callable[[str, Any], dict | None]] | None = None):
+                 prefilter: dict[str, Callable[[str, Any], dict | None]] | None = None, sql_fields=None):
         super().__init__(mapper=mapper)
         self.field_types = dict(field_types or {})
         self.prefilter = dict(prefilter or {})
+        #: :class:`~aiida_reactmlip.optimade.sqlfilters.SqlFields` (None: no SQL, Python evaluation only).
+        self.sql_fields = sql_fields
+
+    def _sql(self, method: str, *args):
+        return None if self.sql_fields is None else getattr(self.sql_fields, method)(*args)
+
+    def _sql_constant(self, result: bool | None):
+        if self.sql_fields is None:
+            return None
+        from .sqlfilters import _constant
+
+        return _constant(result)
+
+    @staticmethod
+    def _datasets_of(name: str, op: str, value: Any) -> frozenset[str] | None:
+        """The one dataset an ``id = ...``/``_reactmlip_dataset_uuid = ...`` clause allows (empty: none)."""
+        if op != '=' or not isinstance(value, str):
+            return None
+        if name == 'id':
+            uuid, sep, index = value.rpartition(':')
+            return frozenset({uuid}) if sep and index.isdigit() else frozenset()
+        if name == '_reactmlip_dataset_uuid':
+            return frozenset({value})
+        return None
 
     # ------------------------------------------------------------------ leaves
     @v_args(inline=True)
@@ -184,11 +244,16 @@ class ReactmlipTransformer(BaseTransformer):
             return arg[0]
         parts = list(arg)
         qb = [p.qb_filters for p in parts]
+        sqls, prunes = [p.sql for p in parts], [p.prune for p in parts]
+        sets = [p.datasets for p in parts]
         return Condition(
             lambda doc, lookup: _any(parts, doc, lookup),
             None if any(q is None for q in qb) else {'or': qb},
             frozenset().union(*(p.fields for p in parts)),
             sum(p.terms for p in parts),
+            sql=None if any(q is None for q in sqls) else _sql_any(sqls),
+            prune=None if any(q is None for q in prunes) else _sql_any(prunes),
+            datasets=None if any(d is None for d in sets) else frozenset().union(*sets),
         )
 
     def expression_clause(self, arg):
@@ -196,11 +261,16 @@ class ReactmlipTransformer(BaseTransformer):
             return arg[0]
         parts = list(arg)
         qb = [p.qb_filters for p in parts if p.qb_filters is not None]
+        sqls, prunes = [p.sql for p in parts], [p.prune for p in parts if p.prune is not None]
+        sets = [p.datasets for p in parts if p.datasets is not None]
         return Condition(
             lambda doc, lookup: _all(parts, doc, lookup),
             None if not qb else (qb[0] if len(qb) == 1 else {'and': qb}),
             frozenset().union(*(p.fields for p in parts)),
             sum(p.terms for p in parts),
+            sql=None if any(q is None for q in sqls) else _sql_all(sqls),
+            prune=_sql_all(prunes) if prunes else None,
+            datasets=frozenset.intersection(*sets) if sets else None,
         )
 
     def expression_phrase(self, arg):
@@ -212,7 +282,10 @@ class ReactmlipTransformer(BaseTransformer):
             value = inner.evaluate(doc, lookup)
             return None if value is None else not value
 
-        return Condition(negate, None, inner.fields, inner.terms)
+        import sqlalchemy as sa
+
+        return Condition(negate, None, inner.fields, inner.terms,
+                         sql=None if inner.sql is None else sa.not_(inner.sql), prune=None)
 
     # ------------------------------------------------------------------ comparisons
     def _type_of(self, name: str) -> str | None:
@@ -253,7 +326,7 @@ class ReactmlipTransformer(BaseTransformer):
         if isinstance(other, _Prop):
             return self.value_op_rhs(Token('OPERATOR', reversed_op), constant)(other.name)
         result = _compare(constant, op, other)
-        return Condition(lambda doc, lookup: result)
+        return Condition(lambda doc, lookup: result, sql=self._sql_constant(result))
 
     @v_args(inline=True)
     def value_op_rhs(self, op, value):
@@ -265,6 +338,8 @@ class ReactmlipTransformer(BaseTransformer):
                 lambda doc, lookup: _compare(lookup(doc, name), op, literal),
                 self._qb(name, op, literal),
                 frozenset({name}),
+                sql=self._sql('compare', name, op, literal),
+                datasets=self._datasets_of(name, op, literal),
             )
 
         return build
@@ -273,7 +348,8 @@ class ReactmlipTransformer(BaseTransformer):
         known = str(arg[1]) == 'KNOWN'
 
         def build(name: str) -> Condition:
-            return Condition(lambda doc, lookup: (lookup(doc, name) is not None) == known, None, frozenset({name}))
+            return Condition(lambda doc, lookup: (lookup(doc, name) is not None) == known, None, frozenset({name}),
+                             sql=self._sql('known', name, known))
 
         return build
 
@@ -293,7 +369,7 @@ class ReactmlipTransformer(BaseTransformer):
                 value = lookup(doc, name)
                 return test(value) if isinstance(value, str) else None
 
-            return Condition(evaluate, None, frozenset({name}))
+            return Condition(evaluate, None, frozenset({name}), sql=self._sql('fuzzy', name, kind, pattern))
 
         return build
 
@@ -312,14 +388,10 @@ class ReactmlipTransformer(BaseTransformer):
             if self._type_of(name) not in (None, 'list'):
                 raise BadRequest(detail=f"'{name}' is not a list: HAS does not apply")
 
+            list_mode = 'ALL' if mode == 'HAS' else mode
+
             def evaluate(doc, lookup):
-                items = lookup(doc, name)
-                if not isinstance(items, list):
-                    return None
-                if mode == 'ONLY':
-                    return all(item in values for item in items)
-                hits = [value in items for value in values]
-                return any(hits) if mode == 'ANY' else all(hits)
+                return list_test(list_mode, lookup(doc, name), values)
 
             qb = None
             if mode in ('HAS', 'ALL'):
@@ -327,7 +399,8 @@ class ReactmlipTransformer(BaseTransformer):
             elif mode == 'ANY':
                 parts = [self._qb(name, 'HAS ALL', [v]) for v in values]
                 qb = None if any(p is None for p in parts) else {'or': parts}
-            return Condition(evaluate, qb, frozenset({name}), max(1, len(values)))
+            return Condition(evaluate, qb, frozenset({name}), max(1, len(values)),
+                             sql=self._sql('has', name, list_mode, values))
 
         return build
 
@@ -345,7 +418,7 @@ class ReactmlipTransformer(BaseTransformer):
                 items = lookup(doc, name)
                 return _OPS[op](len(items), size) if isinstance(items, list) else None
 
-            return Condition(evaluate, None, frozenset({name}))
+            return Condition(evaluate, None, frozenset({name}), sql=self._sql('length', name, op, size))
 
         return build
 

@@ -40,6 +40,9 @@ class FilterLimits:
     max_depth: int = 20
     max_terms: int = 256
     max_evaluations: int = 1_000_000
+    #: Terms times the frames the database may scan (the frames of the datasets named by ``id``/
+    #: ``_reactmlip_dataset_uuid``, else every frame) for a filter that runs as SQL on the frame index.
+    max_sql_evaluations: int = 300_000_000
 
     def describe(self) -> str:
         return (f'at most {self.max_chars:,} characters, {self.max_depth} levels of parentheses and '
@@ -52,6 +55,15 @@ class FilterLimits:
                 f'filter too expensive: {terms} terms on {entries:,} candidate {endpoint} entries make '
                 f'{terms * entries:,} tests; this server runs at most {self.max_evaluations:,} per request. '
                 'Narrow it with elements HAS ..., id = ... or _reactmlip_dataset_uuid = ..., or use fewer terms.'))
+
+
+    def check_sql_budget(self, terms: int, frames: int) -> None:
+        """400 when ``terms`` SQL predicates on each of ``frames`` indexed frames exceed ``max_sql_evaluations``."""
+        if terms * frames > self.max_sql_evaluations:
+            raise BadRequest(detail=(
+                f'filter too expensive: {terms} terms on {frames:,} indexed structures make {terms * frames:,} '
+                f'tests; this server runs at most {self.max_sql_evaluations:,} per request. Narrow it with '
+                '_reactmlip_dataset_uuid = ... or id = ..., or use fewer terms.'))
 
 
 DEFAULT_LIMITS = FilterLimits()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import pathlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from aiida_reactmlip.report.evidence import loop_curve, write_loop_evidence
 from aiida_reactmlip.report.page import figures, page
 from aiida_reactmlip.report.plots import _finish, _pyplot, _save
 
@@ -147,25 +149,6 @@ def relative_energy_per_atom(energies: np.ndarray, n_atoms: np.ndarray, groups: 
 # ---------------------------------------------------------------------------------------- from nodes
 
 
-def loop_curve(node) -> dict:
-    """The error curve of a finished ActiveLearningWorkChain (from its ``summary``)."""
-    summary = node.outputs.summary.get_dict()
-    return {
-        "pk": node.pk,
-        "strategy": summary["strategy"],
-        "seed": summary["seed"],
-        "k": summary["k"],
-        "n_labels": summary["n_labels"],
-        "force_mae": summary["force_mae"],
-        "energy_mae_per_atom": summary["energy_mae_per_atom"],
-        "stop_reason": summary["stop_reason"],
-        "target_force_mae": summary.get("target_force_mae"),
-        "target_energy_mae": summary.get("target_energy_mae"),
-        "rounds": summary["rounds"],
-        "mode": summary.get("mode"),
-    }
-
-
 def _rows(node) -> list[dict]:
     return [{"loop": node.pk, **{k: v for k, v in row.items() if k not in ("selected", "model_uuid", "metrics_uuid")},
              "selected": " ".join(str(i) for i in row.get("selected", []))}
@@ -222,6 +205,12 @@ def write_loop_report(
         comparison = compare_to_random([(c["n_labels"], c["force_mae"]) for c in curves[:pairs]],
                                        [(c["n_labels"], c["force_mae"]) for c in base_curves[:pairs]], target)
 
+    evidence = None
+    if target is not None and len(nodes) + len(baselines) > 2:  # several seeds: mean, 95 % band, paired tests
+        evidence_files = write_loop_evidence([*nodes, *baselines], output, target)
+        files.update(evidence_files)
+        evidence = json.loads(evidence_files["evidence.json"].read_text())
+
     selection_files = _selection_plots(nodes[0], output)
     files.update(selection_files)
 
@@ -234,7 +223,7 @@ def write_loop_report(
         writer.writeheader()
         writer.writerows(rows)
     files["index.html"] = output / "index.html"
-    files["index.html"].write_text(_html(curves, base_curves, comparison, target, files))
+    files["index.html"].write_text(_html(curves, base_curves, comparison, target, files, evidence))
     return files
 
 
@@ -282,7 +271,8 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def _html(curves: list[dict], base_curves: list[dict], comparison: dict | None, target, files) -> str:
+def _html(curves: list[dict], base_curves: list[dict], comparison: dict | None, target, files,
+          evidence: dict | None = None) -> str:
     def table(curve: dict) -> str:
         head = ("<tr><th>round</th><th>strategy</th><th>DFT labels</th><th>new</th><th>force MAE (eV/Å)</th>"
                 "<th>energy MAE (eV/atom)</th><th>time (s)</th><th>selected</th></tr>")
@@ -301,6 +291,9 @@ def _html(curves: list[dict], base_curves: list[dict], comparison: dict | None, 
                    f"per seed: loop {comparison['loop_labels']}, random {comparison['random_labels']}; mean force "
                    f"MAE over the budget: loop {comparison['loop_auc']:.4f}, random {comparison['random_auc']:.4f} "
                    "eV/Å)</p>")
+    if evidence is not None:
+        verdict += "".join(f"<p class='evidence'>{html.escape(c['labels_verdict'])}<br>"
+                           f"{html.escape(c['mean_force_mae_verdict'])}</p>" for c in evidence["comparisons"].values())
     tables = "".join(table(c) for c in [*curves, *base_curves])
     return page(f"active learning loop {curves[0]['pk']}", f"""<h1>Active learning: error against DFT labels</h1>
 <p>Each round fine-tunes the base model on every DFT label so far and measures the force MAE (eV/Å) on a

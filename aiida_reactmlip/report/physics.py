@@ -92,6 +92,18 @@ def to_markdown(rows: list[Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def docs_table(study: Mapping) -> str:
+    """The generated table of one study in docs/physics.md: its rows and the wall seconds per model.
+
+    ``study`` is one entry of ``docs/results/physics.json``'s ``studies`` (``rows`` and ``models``).
+    """
+    seconds = {label: entry.get("wall_seconds") for label, entry in study["models"].items()}
+    note = "wall time per model (s): " + ", ".join(
+        f"{label} {s:.0f}" for label, s in seconds.items() if s is not None
+    )
+    return f"{to_markdown(study['rows']).rstrip()}\n\n{note}"
+
+
 def plot_diatomic_curves(
     metrics: Mapping, arrays: Mapping[str, np.ndarray], path: str | pathlib.Path, title: str = ""
 ) -> pathlib.Path | None:

@@ -22,16 +22,19 @@ def set_dicts(namespace, **values) -> None:
             namespace[name] = orm.Dict(dict(value))
 
 
-def stored_structure(atoms) -> orm.StructureData:
-    """A stored StructureData of ``atoms`` with :func:`scalar_info` of its info (multiplicity, role, ...) as extras."""
-    structure = orm.StructureData(ase=atoms).store()
+def stored_structure(atoms, store: bool = True) -> orm.StructureData:
+    """A StructureData of ``atoms`` with :func:`scalar_info` of its info (multiplicity, role, ...) as extras;
+    stored unless ``store`` is False (a process launched with it stores it once its inputs are valid)."""
+    structure = orm.StructureData(ase=atoms)
     structure.base.extras.set_many(scalar_info(atoms.info))
-    return structure
+    return structure.store() if store else structure
 
 
-def structures_from_atoms(atoms_list: t.Iterable, names: t.Iterable[str] | None = None) -> dict[str, orm.StructureData]:
-    """Stored StructureData (:func:`stored_structure`) from ASE Atoms; keys are valid link labels made from
-    ``names`` or ``info['name']`` or the index."""
+def structures_from_atoms(atoms_list: t.Iterable, names: t.Iterable[str] | None = None,
+                          store: bool = False) -> dict[str, orm.StructureData]:
+    """StructureData (:func:`stored_structure`) from ASE Atoms, keyed by valid link labels made from ``names`` or
+    ``info['name']`` or the index. Unstored unless ``store``: the process they are passed to stores them when it
+    starts, so inputs it refuses leave nothing in the database."""
     result = {}
     names = list(names) if names is not None else None
     for index, atoms in enumerate(atoms_list):
@@ -41,7 +44,7 @@ def structures_from_atoms(atoms_list: t.Iterable, names: t.Iterable[str] | None 
             key = f"s_{key}"
         if key in result:
             key = f"{key}_{index}"
-        result[key] = stored_structure(atoms)
+        result[key] = stored_structure(atoms, store=store)
     return result
 
 

@@ -43,12 +43,18 @@ import pathlib
 import re
 
 from aiida_reactmlip.specs.builders import set_dicts
-from aiida_reactmlip.specs.codes import choose_pseudo_family, dft_options, local_codes, run_in_process
-from aiida_reactmlip.specs.files import check_settings, read_spec_file
+from aiida_reactmlip.specs.codes import (
+    check_computer,
+    choose_pseudo_family,
+    dft_options,
+    local_codes,
+    run_in_process,
+)
+from aiida_reactmlip.specs.files import check_number, check_settings, read_spec_file
 
 KNOWN_KEYS = {"name", "category", "description", "systems", "models", "protocol", "pseudo_family", "pw_processes",
               "energy_reference", "relax_minima", "relax_settings", "dft_neb", "mlip_neb_settings",
-              "evaluate_settings", "physics", "structures"}
+              "evaluate_settings", "physics", "structures", "computer"}
 #: Keys of an entry of a campaign's ``structures``: ``file`` (extxyz or any file ASE reads; relative to the
 #: campaign file), ``system`` (default: the file's stem).
 STRUCTURES_KEYS = {"file", "system"}
@@ -90,6 +96,22 @@ class CampaignSpec:
     physics: dict | None = None
     #: the user's own structures: ``{"file": absolute path, "system": name}`` (see STRUCTURES_KEYS)
     structures: list = dataclasses.field(default_factory=list)
+    #: AiiDA computer whose codes run every job (None: localhost; a cluster from `reactmlip setup --computer-slurm`)
+    computer: str | None = None
+
+
+def system_request(entry, path) -> SystemRequest:
+    """A ``systems`` entry (a library name, or a mapping of name, params, roles) as a :class:`SystemRequest`;
+    ValueError naming the file otherwise."""
+    if isinstance(entry, str):
+        return SystemRequest(entry)
+    fields = {"name", "params", "roles"}
+    if not isinstance(entry, dict) or "name" not in entry or set(entry) - fields:
+        raise ValueError(f"{path}: a 'systems' entry is a library name or a mapping with 'name' (and 'params', "
+                         f"'roles'), got {entry!r}")
+    if not isinstance(entry.get("params") or {}, dict):
+        raise ValueError(f"{path}: 'params' of system {entry['name']!r} must be a mapping, not {entry['params']!r}")
+    return SystemRequest(**entry)
 
 
 def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
@@ -109,8 +131,11 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
         raise ValueError(f"{path}: 'systems' is required (library systems), or 'structures' (your own file)")
     systems = []
     available = set(list_systems())
+    if not isinstance(data.get("systems") or [], list):
+        raise ValueError(f"{path}: 'systems' must be a list of library names or {{name, params, roles}}, "
+                         f"not {data['systems']!r}")
     for entry in data.get("systems") or []:
-        request = SystemRequest(entry) if isinstance(entry, str) else SystemRequest(**entry)
+        request = system_request(entry, path)
         if request.name not in available:
             raise ValueError(f"{path}: unknown system {request.name!r}; see `reactmlip systems list`")
         systems.append(request)
@@ -120,6 +145,8 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
         data["models"] = [spec.name for spec in list_models() if spec.is_bundled]
     if isinstance(data["models"], str):
         raise ValueError(f"{path}: 'models' must be a list of names or 'all', not {data['models']!r}")
+    if not isinstance(data["models"], list) or not all(isinstance(model, str) for model in data["models"]):
+        raise ValueError(f"{path}: 'models' must be a list of registry names or 'all', not {data['models']!r}")
     for model in data["models"]:
         get_model_spec(model)  # raises UnknownModelError listing the available names
     protocol = data.get("protocol", "fast")
@@ -129,6 +156,10 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
 
     check_settings(data, ("relax_settings", "mlip_neb_settings"), path)
     check_settings(data, ("evaluate_settings",), path, known=EVALUATE_SETTINGS)
+    check_number(data, "pw_processes", path, int, minimum=1)
+    for key in ("category", "description", "pseudo_family", "energy_reference"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ValueError(f"{path}: '{key}' must be a string, not {data[key]!r}")
     if not isinstance(data.get("relax_minima", True), bool):
         raise ValueError(f"{path}: 'relax_minima' must be true or false, not {data['relax_minima']!r}")
     spec = CampaignSpec(
@@ -138,7 +169,7 @@ def load_campaign(path: str | pathlib.Path) -> CampaignSpec:
         relax_minima=data.get("relax_minima", True), relax_settings=data.get("relax_settings"),
         dft_neb=data.get("dft_neb"), mlip_neb_settings=data.get("mlip_neb_settings"),
         evaluate_settings=data.get("evaluate_settings"), physics=check_physics(data.get("physics"), path),
-        structures=check_structures(data.get("structures"), path),
+        structures=check_structures(data.get("structures"), path), computer=check_computer(data, path),
     )
     if spec.dft_neb is not None:
         check_dft_neb(spec, str(path))
@@ -314,7 +345,7 @@ def campaign_builder(spec: CampaignSpec):
     from aiida_reactmlip.workflows.benchmark import BenchmarkWorkChain, link_label
 
     configurations = campaign_configurations(spec)
-    codes = local_codes()
+    codes = local_codes(spec.computer)
     models = provision.ensure_registry_models(spec.models)
     elements = {symbol for atoms in configurations for symbol in atoms.get_chemical_symbols()}
     family = choose_pseudo_family(elements, spec.pseudo_family)

@@ -45,6 +45,39 @@ def _source(entry) -> tuple[str, object]:
     return "fixture", entry
 
 
+def load_dataset_node(identifier) -> LabelledDatasetData:
+    """The stored ``LabelledDatasetData`` of a pk or UUID; ValueError saying what the identifier is instead."""
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    try:
+        node = orm.load_node(int(identifier) if isinstance(identifier, int) or str(identifier).isdigit()
+                             else str(identifier))
+    except (NotExistent, MultipleObjectsError) as exception:
+        raise ValueError(f"no dataset with pk/UUID {identifier} in this profile (`reactmlip query datasets` lists "
+                         "them)") from exception
+    if not isinstance(node, LabelledDatasetData):
+        raise ValueError(f"node {identifier} is a {type(node).__name__}, not a LabelledDatasetData: give a labelled "
+                         "dataset (`reactmlip query datasets` lists them)")
+    return node
+
+
+def peek_dataset(entry, spec_path=None) -> LabelledDatasetData:
+    """The dataset a dataset entry names, without storing anything: a stored node as it is, else an unstored
+    node of the extxyz file's or the fixture's frames (for checks made before the first node is stored)."""
+    from aiida_reactmlip.frames import read_extxyz
+
+    kind, value = _source(entry) if not isinstance(entry, dict) or len(entry) == 1 else ("", None)
+    if kind in ("pk", "uuid"):
+        return load_dataset_node(value)
+    if kind == "extxyz":
+        return LabelledDatasetData(frames=read_extxyz(find_file(str(value), spec_path, "dataset file")))
+    if kind == "fixture":
+        from aiida_reactmlip.fixture_data import fixture_path
+
+        return LabelledDatasetData(frames=read_extxyz(fixture_path(str(value))))
+    raise ValueError(f"a dataset mapping needs exactly one of {', '.join(DATASET_SOURCES)}: got {entry}")
+
+
 def resolve_dataset(entry, spec_path=None) -> LabelledDatasetData:
     """The stored ``LabelledDatasetData`` of a dataset entry (see :func:`check_dataset_entry`) of the study file
     ``spec_path``: a stored node as it is, an extxyz file (found by :func:`~aiida_reactmlip.specs.files.search_paths`)
@@ -53,10 +86,7 @@ def resolve_dataset(entry, spec_path=None) -> LabelledDatasetData:
         raise ValueError(f"a dataset mapping needs exactly one of {', '.join(DATASET_SOURCES)}: got {entry}")
     kind, value = _source(entry)
     if kind in ("pk", "uuid"):
-        node = orm.load_node(int(value) if kind == "pk" else str(value))
-        if not isinstance(node, LabelledDatasetData):
-            raise ValueError(f"node {value} is a {type(node).__name__}, not a LabelledDatasetData")
-        return node
+        return load_dataset_node(value)
     if kind == "extxyz":
         return stored_extxyz(find_file(str(value), spec_path, "dataset file"))
     if kind != "fixture":

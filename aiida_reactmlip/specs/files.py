@@ -76,3 +76,21 @@ def find_file(value: str, spec_path, what: str) -> pathlib.Path:
         if candidate.is_file():
             return candidate
     raise ValueError(f"{what} {value} not found (looked at {', '.join(map(str, candidates))})")
+
+
+def check_number(data: dict, key: str, path, kind: type = int, minimum: float | None = None,
+                 above: float | None = None) -> None:
+    """ValueError naming the file and ``key`` unless ``data[key]`` (when present) is a ``kind`` (int: a whole
+    number; float: any number) not below ``minimum`` and greater than ``above``."""
+    value = data.get(key)
+    if value is None:
+        return
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    number = whole or (isinstance(value, float) and value == value and abs(value) != float("inf"))
+    if (kind is int and not whole) or not number:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{path}: '{key}' must be {what}, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{path}: '{key}' must be >= {minimum}, not {value!r}")
+    if above is not None and not value > above:
+        raise ValueError(f"{path}: '{key}' must be > {above}, not {value!r}")

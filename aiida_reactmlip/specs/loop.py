@@ -37,16 +37,23 @@ import pathlib
 from aiida import orm
 
 from aiida_reactmlip.specs.builders import set_dicts
-from aiida_reactmlip.specs.codes import choose_pseudo_family, dft_options, local_codes, registry_model
-from aiida_reactmlip.specs.datasets import check_dataset_entry, held_out_split, resolve_dataset
-from aiida_reactmlip.specs.files import check_settings, read_spec_file
+from aiida_reactmlip.specs.codes import (
+    check_computer,
+    choose_pseudo_family,
+    dft_options,
+    local_codes,
+    peek_registry_model,
+    registry_model,
+)
+from aiida_reactmlip.specs.datasets import check_dataset_entry, held_out_split, peek_dataset, resolve_dataset
+from aiida_reactmlip.specs.files import check_number, check_settings, read_spec_file
 
 #: Keys of a loop file (``workchains/loop-*.yaml``).
 LOOP_KEYS = {
     "name", "description", "model", "pool", "validation", "explore", "label", "initial", "strategy",
     "initial_strategy", "k", "committee_size", "committee_mode", "max_rounds", "max_dft_labels", "target_force_mae",
     "target_energy_mae", "seeds", "baseline", "hyperparameters", "finetune_from", "evaluate_settings",
-    "energy_reference", "run_to_budget",
+    "energy_reference", "run_to_budget", "computer",
 }
 #: Keys of the ``explore`` section.
 EXPLORE_KEYS = {"system", "params", "roles", "md", "rattle", "neb"}
@@ -54,6 +61,16 @@ EXPLORE_KEYS = {"system", "params", "roles", "md", "rattle", "neb"}
 SCALAR_INPUTS = (("initial_strategy", orm.Str), ("k", orm.Int), ("committee_size", orm.Int),
                  ("committee_mode", orm.Str), ("max_rounds", orm.Int), ("max_dft_labels", orm.Int),
                  ("target_force_mae", orm.Float), ("target_energy_mae", orm.Float), ("finetune_from", orm.Str))
+
+
+def _check_label(label, path) -> None:
+    """ValueError unless an exploration loop's ``label`` settings have a positive ``pw_processes`` and names."""
+    if not label:
+        return
+    check_number(label, "pw_processes", f"{path}: label", int, minimum=1)
+    for key in ("protocol", "pseudo_family"):
+        if label.get(key) is not None and not isinstance(label[key], str):
+            raise ValueError(f"{path}: label '{key}' must be a name (a string), not {label[key]!r}")
 
 
 def _check_explore(explore, path) -> None:
@@ -92,6 +109,15 @@ def load_loop_spec(path) -> dict:
     if "explore" in data:
         _check_explore(data["explore"], path)
     check_settings(data, ("label", "hyperparameters", "evaluate_settings"), path)
+    check_computer(data, path)
+    _check_label(data.get("label"), path)
+    for key, kind in SCALAR_INPUTS:
+        if kind is orm.Int:
+            check_number(data, key, path, int, minimum=1)
+        elif kind is orm.Float:
+            check_number(data, key, path, float, above=0)
+        elif data.get(key) is not None and not isinstance(data[key], str):
+            raise ValueError(f"{path}: '{key}' must be a name (a string), not {data[key]!r}")
     from aiida_reactmlip.models import get_model_spec
 
     get_model_spec(data["model"])  # raises naming the available models
@@ -112,6 +138,28 @@ def load_loop_spec(path) -> dict:
     return data
 
 
+def check_before_storing(spec: dict) -> None:
+    """ValueError, before the first node is stored, unless an oracle-mode loop's ``max_dft_labels`` and ``k`` fit
+    in its pool and its model covers the elements of its datasets (pool, validation, initial: counted and read
+    without storing them)."""
+    path = spec.get("path")
+    datasets = {key: peek_dataset(spec[key], path) for key in ("pool", "validation", "initial")
+                if key in spec and not (isinstance(spec[key], dict) and "split" in spec[key])}
+    if "pool" in datasets:
+        n_frames = datasets["pool"].n_frames
+        held_out = " (before the validation groups are held out of it)" if "validation" not in datasets else ""
+        for key, what in (("max_dft_labels", "DFT labels in all"), ("k", "labels per round")):
+            if spec.get(key) is not None and spec[key] > n_frames:
+                raise ValueError(f"'{key}' asks for {spec[key]} {what}, but the pool has only {n_frames} frames"
+                                 f"{held_out}: lower '{key}' or give a larger pool")
+    model = peek_registry_model(spec["model"])
+    for key, dataset in datasets.items():
+        missing = model.covers(dataset.elements)
+        if missing:
+            raise ValueError(f"model {spec['model']} does not cover element(s) {', '.join(missing)} of the {key} "
+                             f"dataset; it covers {', '.join(model.elements)}")
+
+
 def loop_datasets(spec: dict) -> dict:
     """The pool (oracle mode), validation and initial datasets of a loop spec, stored.
 
@@ -120,6 +168,7 @@ def loop_datasets(spec: dict) -> dict:
     """
     path = spec.get("path")
     result = {}
+    check_before_storing(spec)
     if "pool" in spec:
         pool = resolve_dataset(spec["pool"], path)
         if isinstance(spec["validation"], dict) and "split" in spec["validation"]:
@@ -163,7 +212,7 @@ def loop_builder(spec: dict, seed: int, strategy: str | None = None, datasets: d
     e.g. 'random' for the baseline with the same budget, seed and fine-tuning)."""
     from aiida_reactmlip.workflows.active_learning import ActiveLearningWorkChain
 
-    codes = local_codes()
+    codes = local_codes(spec.get("computer"))
     datasets = datasets if datasets is not None else loop_datasets(spec)
     builder = ActiveLearningWorkChain.get_builder()
     builder.base_model = registry_model(spec["model"])

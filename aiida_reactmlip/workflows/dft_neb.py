@@ -18,7 +18,7 @@ from aiida.plugins import WorkflowFactory
 
 from aiida_reactmlip.qe_settings import available_protocols, load_neb_protocol, load_protocol, overlap_error
 from aiida_reactmlip.spin import SPIN_MODES
-from aiida_reactmlip.workflows.label import spin_input
+from aiida_reactmlip.workflows.label import missing_pseudo_message, spin_input
 
 NebBaseWorkChain = WorkflowFactory("quantumespresso.neb.base")
 
@@ -149,7 +149,7 @@ def validate_inputs(inputs, _):
         return f"pseudopotential family {family_label!r} not found; run `reactmlip setup` or `aiida-pseudo list`"
     missing = sorted({kind.symbol for kind in first.kinds} - set(family.elements))
     if missing:
-        return f"element(s) {', '.join(missing)} have no pseudopotential in family {family_label!r}"
+        return missing_pseudo_message("band", missing, family_label, sorted(family.elements))
     return None
 
 

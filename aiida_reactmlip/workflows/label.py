@@ -16,7 +16,7 @@ from aiida import orm
 from aiida.engine import WorkChain
 from aiida.plugins import WorkflowFactory
 
-from aiida_reactmlip.calculations.functions import build_labelled_dataset
+from aiida_reactmlip.calculations.functions import build_labelled_dataset, label_defect, trajectory_forces
 from aiida_reactmlip.qe_settings import (
     available_protocols,
     dimensionality,
@@ -28,6 +28,7 @@ from aiida_reactmlip.qe_settings import (
     spin_settings,
 )
 from aiida_reactmlip.spin import SPIN_MODES, SpinChoice, choose_spin
+from aiida_reactmlip.user_structures import dft_cell_error
 
 PwBaseWorkChain = WorkflowFactory("quantumespresso.pw.base")
 
@@ -36,6 +37,8 @@ MULTIPLICITY_EXTRA = "multiplicity"
 DIPOLE_EXTRA = "dipole_correction"
 #: Extra (set by the systems library on Ni slabs, for example): spin-polarised with a free magnetisation.
 SPIN_POLARISED_EXTRA = "spin_polarised"
+#: What PwBaseWorkChain does with a failure none of its handlers knows (a crashed pw.x): run it once more.
+UNHANDLED_FAILURE_ACTION = "restart_once"
 
 
 def _frame_key(index: int) -> str:
@@ -135,6 +138,26 @@ def protocol_and_family(inputs, prefix: str = "") -> tuple:
                       "`aiida-pseudo list`")
 
 
+def pseudo_families_with(elements: list[str]) -> list[str]:
+    """Labels of the installed aiida-pseudo families with a pseudopotential for every one of ``elements``."""
+    query = orm.QueryBuilder().append(orm.Group, filters={"type_string": {"like": "pseudo.family%"}})
+    return sorted(group.label for group in query.all(flat=True)
+                  if set(elements) <= set(getattr(group, "elements", None) or ()))
+
+
+def missing_pseudo_message(key: str, missing: list[str], family_label: str, available: list[str]) -> str:
+    """The refusal of a structure with elements ``missing`` from the family: what is wrong, what to do."""
+    elements = ", ".join(missing)
+    others = pseudo_families_with(missing)
+    remedy = (f"family {others[0]!r} has {elements}: pass it with `--pseudo-family {others[0]}` (input "
+              "`pseudo_family`)" if others else
+              f"install a family with {elements} (`aiida-pseudo install family FOLDER LABEL -P "
+              "pseudo.upf`, then `aiida-pseudo family cutoffs set`) and pass it with `--pseudo-family LABEL` "
+              "(input `pseudo_family`)")
+    return (f"structure {key!r} contains element(s) {elements} with no pseudopotential in family "
+            f"{family_label!r} (it has {', '.join(available)}); {remedy}. No pw.x job was started.")
+
+
 def validate_inputs(inputs, _):
     """Check everything that can be checked before a single pw.x job is submitted."""
     family, message = protocol_and_family(inputs)
@@ -155,12 +178,12 @@ def validate_inputs(inputs, _):
     for key, structure in structures.items():
         missing = sorted({kind.symbol for kind in structure.kinds} - available)
         if missing:
-            return (
-                f"structure {key!r} contains element(s) {', '.join(missing)} with no pseudopotential in family "
-                f"{family_label!r} (it has {', '.join(sorted(available))})"
-            )
+            return missing_pseudo_message(key, missing, family_label, sorted(available))
         if len(structure.sites) == 0:
             return f"structure {key!r} has no atoms"
+        cell_problem = dft_cell_error(structure.get_ase())
+        if cell_problem:
+            return f"structure {key!r} {cell_problem}"
         overlap = overlap_error(structure.get_ase(), f"structure {key!r}")
         if overlap:
             return overlap
@@ -186,9 +209,12 @@ def spin_input(spec, where: str) -> None:
 class LabelWorkChain(WorkChain):
     """Label configurations with DFT (pw.x scf with forces; stress for bulk) and collect a dataset.
 
-    Configurations whose DFT failed after PwBaseWorkChain's restart handlers gave up are listed in the
-    ``failed`` output (names) and ``failures`` (name -> exit status and message), and in exit code 401;
-    the dataset of the others is still produced and its extra ``missing_labels`` says what it lacks.
+    Configurations whose DFT failed after PwBaseWorkChain's restart handlers gave up, or whose pw.x output is
+    not a label (SCF not converged, no forces: :func:`aiida_reactmlip.calculations.functions.label_defect`),
+    are listed in the ``failed`` output (names) and ``failures`` (name -> exit status, message, reason), and
+    in exit code 401; the dataset of the others is still produced and its extra ``missing_labels`` says what
+    it lacks.
+    A pw.x that crashed without a diagnosis is run once more (``on_unhandled_failure = restart_once``).
     """
 
     @classmethod
@@ -217,7 +243,8 @@ class LabelWorkChain(WorkChain):
         spec.output("dataset", valid_type=orm.Data, help="LabelledDatasetData of the successful labels.")
         spec.output("failed", valid_type=orm.List, required=False, help="Keys of configurations without a label.")
         spec.output("failures", valid_type=orm.Dict, required=False,
-                    help="Per failed configuration: exit_status, exit_message and pk of its PwBaseWorkChain.")
+                    help="Per failed configuration: exit_status, exit_message, reason and pk of its "
+                    "PwBaseWorkChain.")
         spec.exit_code(401, "ERROR_SOME_LABELS_FAILED",
                        message="DFT failed for {count} configuration(s): {keys}; the dataset holds the others.")
         spec.exit_code(402, "ERROR_ALL_LABELS_FAILED", message="DFT failed for every configuration: {keys}.")
@@ -258,6 +285,9 @@ class LabelWorkChain(WorkChain):
         builder.kpoints = kpoints
         builder.pop("kpoints_distance", None)
         builder.max_iterations = self.inputs.max_iterations
+        # A pw.x that dies without a diagnosis (killed, node failure: exit 312 / 305) has no handler in
+        # PwBaseWorkChain, which then aborts (aiida-core >= 2.7); run it once more before giving up.
+        builder.on_unhandled_failure = orm.Str(UNHANDLED_FAILURE_ACTION)
         builder.metadata.call_link_label = f"label_{key}"
         return builder
 
@@ -275,16 +305,29 @@ class LabelWorkChain(WorkChain):
         self.ctx.done, self.ctx.failed, self.ctx.failures = [], [], {}
         for key, name in self.ctx.frame_names.items():
             node = self.ctx[key]
-            if node.is_finished_ok and "output_trajectory" in node.outputs:
+            defect = self._label_defect(node, self.inputs.structures[name])
+            if defect is None:
                 self.ctx.done.append(key)
-            else:
-                self.report(f"{name}: PwBaseWorkChain<{node.pk}> failed with exit status {node.exit_status}")
-                self.ctx.failed.append(name)
-                self.ctx.failures[name] = {
-                    "exit_status": node.exit_status,
-                    "exit_message": node.exit_message or "",
-                    "pk": node.pk,
-                }
+                continue
+            self.report(f"{name}: PwBaseWorkChain<{node.pk}> exit status {node.exit_status}, no label: "
+                        f"{defect}")
+            self.ctx.failed.append(name)
+            self.ctx.failures[name] = {
+                "exit_status": node.exit_status,
+                "exit_message": node.exit_message or "",
+                "reason": defect,
+                "pk": node.pk,
+            }
+
+    @staticmethod
+    def _label_defect(node, structure: orm.StructureData) -> str | None:
+        """Why the PwBaseWorkChain ``node`` gives no label (failed, no output, unconverged SCF), or None."""
+        if not node.is_finished_ok:
+            return f"PwBaseWorkChain failed: {node.exit_message or node.process_state}"
+        if "output_trajectory" not in node.outputs or "output_parameters" not in node.outputs:
+            return "PwBaseWorkChain finished without output_parameters / output_trajectory"
+        forces = trajectory_forces(node.outputs.output_trajectory)
+        return label_defect(node.outputs.output_parameters.get_dict(), forces, len(structure.sites))
 
     def collect(self):
         if self.ctx.failed:

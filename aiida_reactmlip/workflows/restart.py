@@ -129,7 +129,8 @@ class FinetuneBaseWorkChain(RunnerBaseWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.inputs["max_iterations"].default = lambda: orm.Int(1 + MAX_LEARNING_RATE_HALVINGS)
+        # room for every halving and for the retry of a killed job: the handlers, not the count, end the chain
+        spec.inputs["max_iterations"].default = lambda: orm.Int(1 + MAX_LEARNING_RATE_HALVINGS + MAX_KILLED_RETRIES)
         spec.exit_code(403, "ERROR_TRAINING_DIVERGED_AFTER_RETRIES",
                        message=f"The training diverged {1 + MAX_LEARNING_RATE_HALVINGS} times, the learning rate "
                        "halved each time (last {learning_rate}): lower `learning_rate` further, or check the labels "

@@ -92,12 +92,12 @@ def test_fingerprint_sees_a_change(datasets):
 # ---------------------------------------------------------------------------- limits and the CPU budget
 @pytest.fixture(scope="module")
 def strict_client(datasets):
-    """An app with tiny limits (80 characters, depth 2, 3 terms, 8 tests per request)."""
+    """An app with tiny limits (80 characters, depth 2, 3 terms, 8 tests per request in Python and in SQL)."""
     from fastapi.testclient import TestClient
 
     from aiida_reactmlip.optimade.app import create_reactmlip_app
 
-    limits = FilterLimits(max_chars=80, max_depth=2, max_terms=3, max_evaluations=8)
+    limits = FilterLimits(max_chars=80, max_depth=2, max_terms=3, max_evaluations=8, max_sql_evaluations=8)
     with TestClient(create_reactmlip_app(filter_limits=limits), base_url="http://example.org") as test_client:
         yield test_client
 

@@ -8,8 +8,12 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase import Atoms
 
+from aiida_reactmlip.report.evidence import RECORD_ENV, allowed_range, regression_entry
 from aiida_reactmlip.workflows.dft_neb import DftNebWorkChain, interpolate_band
 
+#: Recorded by this command; each test compares its barrier with docs/results/regression-values.json.
+RECORD = (f"{RECORD_ENV}=1 .venv/bin/python -m pytest -p no:cacheprovider tests/workflows/test_neb_h3.py"
+          " -k 'exchange_barrier or end_states_optimised'")
 SERIAL = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}, "withmpi": False}
 BOX = (6.0, 6.0, 9.0)  # Å; the collinear H3 lies along z
 
@@ -72,9 +76,14 @@ def test_h_plus_h2_exchange_barrier(codes, pseudo_family):
     highest = profile.base.attributes.get("highest_image")
     # Positive, with the highest image strictly between the end states.
     assert 0 < highest < len(energies) - 1
-    assert barrier > 0.05
     # PBE underestimates the exact 0.42 eV barrier of H + H2; the symmetric reaction has equal barriers both ways.
-    assert barrier < 0.42
+    assert 0.05 < barrier < 0.42
+    # Regression: within 0.01 eV of the barrier this test's own neb.x run recorded (same settings, same pw.x).
+    recorded = regression_entry("h_h2_neb_barrier_eV", barrier, unit="eV", tolerance=0.01,
+                                tolerance_kind="absolute", command=RECORD,
+                                test="tests/workflows/test_neb_h3.py::test_h_plus_h2_exchange_barrier")
+    low, high = allowed_range(recorded)
+    assert low <= barrier <= high, f"barrier {barrier:.4f} eV, recorded {recorded['value']:.4f} ± 0.01 eV"
     assert node.outputs.reverse_barrier.value == pytest.approx(barrier, abs=0.03)
     # The saddle is the symmetric H-H-H with both bonds near 0.93 Å.
     saddle = node.outputs.band.get_step_structure(highest).get_ase()
@@ -133,6 +142,11 @@ def test_end_states_optimised_and_fixed_atom_kept(codes, pseudo_family):
     assert first.get_distance(0, 1) < 0.80 and last.get_distance(1, 2) < 0.80  # relaxed from 0.85 Å
     barrier = node.outputs.barrier.value
     assert 0.05 < barrier < 0.42  # measured from the relaxed initial state; PBE below the exact 0.42 eV
+    recorded = regression_entry("h_h2_neb_barrier_relaxed_ends_eV", barrier, unit="eV", tolerance=0.01,
+                                tolerance_kind="absolute", command=RECORD,
+                                test="tests/workflows/test_neb_h3.py::test_end_states_optimised_and_fixed_atom_kept")
+    low, high = allowed_range(recorded)
+    assert low <= barrier <= high, f"barrier {barrier:.4f} eV, recorded {recorded['value']:.4f} ± 0.01 eV"
     print(f"H+H2 NEB, end states optimised, H_B fixed: barrier {barrier:.3f} eV, end bonds "
           f"{first.get_distance(0, 1):.3f}/{last.get_distance(1, 2):.3f} Å, wall {wall:.1f} s")
 

@@ -156,9 +156,9 @@ def test_killed_job_is_retried_once_unchanged(evaluate, label):
 
 def test_killed_finetune_is_retried_once_then_divergence_exhausts(codes, registry_models, copper):
     inputs = {"code": codes["runner"], "base_model": registry_models["chgnet-0.3.0"], "training": copper}
-    assert FinetuneBaseWorkChain.spec().inputs["max_iterations"].default().value == 4  # 1 try + 3 halvings
-    # one killed retry on top of the halvings: more tries than the default allows
-    process = instantiate(FinetuneBaseWorkChain, {"finetune": inputs, "max_iterations": orm.Int(6)})
+    # 1 try + 3 halvings + 1 killed retry: the default leaves room for all of them
+    assert FinetuneBaseWorkChain.spec().inputs["max_iterations"].default().value == 5
+    process = instantiate(FinetuneBaseWorkChain, {"finetune": inputs})
     job_codes = FinetuneBaseWorkChain._process_class.exit_codes
     finished_job(process, job_codes.ERROR_SCHEDULER_OUT_OF_MEMORY.status)
     assert process.inspect_process().status == 0
