@@ -74,7 +74,7 @@ def cmd_optimade_index(rebuild):
             last[0] = now
             click.echo(f"  indexed {done:,}/{total:,} datasets ({now - start:.0f} s)", err=True)
 
-    added = index.catch_up(progress=progress)
+    added = index.catch_up(progress=progress)  # ends with ANALYZE when it added or removed datasets
     size = index.size_bytes()
     size_text = f", {size / 2**20:.1f} MiB on disk" if size else ""
     click.echo(f"OPTIMADE index: {len(index.datasets):,} datasets, {index.total_frames:,} frames "

@@ -232,6 +232,8 @@ class FrameIndex:
                 complete = complete and outcome >= 0
                 if progress is not None:
                     progress(done, len(missing))
+            if added or gone:
+                self.analyze()
             with self.engine.connect() as conn:
                 self._load_datasets(conn)
                 state = self._state(conn)
@@ -282,6 +284,13 @@ class FrameIndex:
             return self._insert_dataset(pk, node, frames)
         except (sa.exc.IntegrityError, sa.exc.OperationalError):
             return -1
+
+    def analyze(self) -> None:
+        """Refresh the database's statistics of the index tables (``ANALYZE``), so that its planner knows how
+        many frames a composition or an energy range holds (after a bulk load its guesses are defaults)."""
+        with self.engine.begin() as conn:
+            for table in METADATA.sorted_tables:
+                conn.execute(sa.text(f'ANALYZE {table.name}'))
 
     # ------------------------------------------------------------------ facts
     def size_bytes(self) -> int | None:

@@ -90,8 +90,24 @@ def _entry_id():
     return _dataset_uuid() + sa.literal(':') + sa.cast(F.frame_index, sa.Text)
 
 
+def _composition_ids(select) -> sa.BindParameter:
+    """The composition ids ``select`` gives, as a literal list fetched when the statement runs.
+
+    The compositions table is small, and a literal ``IN (3, 7, ...)`` lets the database estimate how many
+    frames match from its statistics on ``composition_id`` (with a subquery PostgreSQL guessed, and sorted
+    900,000 rows for a page of 20 at 1M frames)."""
+
+    def resolve() -> list[int]:
+        from .index import profile_engine
+
+        with profile_engine().connect() as conn:
+            return [int(row[0]) for row in conn.execute(select)]
+
+    return sa.bindparam(None, callable_=resolve, expanding=True, type_=sa.Integer)
+
+
 def _composition_where(predicate) -> Any:
-    return F.composition_id.in_(sa.select(C.id).where(predicate))
+    return F.composition_id.in_(_composition_ids(sa.select(C.id).where(predicate)))
 
 
 def _bind(value: Any) -> Any:
@@ -216,16 +232,17 @@ class SqlFields:
                     return FALSE
                 having = sa.select(ce.composition_id).where(ce.element.in_(texts)).group_by(ce.composition_id)
                 having = having.having(sa.func.count() == len(texts))
-                return F.composition_id.in_(having)
+                return F.composition_id.in_(_composition_ids(having))
             if mode == 'ANY':
                 if not texts:
                     return FALSE
-                return F.composition_id.in_(sa.select(ce.composition_id).where(ce.element.in_(texts)))
+                return F.composition_id.in_(_composition_ids(
+                    sa.select(ce.composition_id).where(ce.element.in_(texts)).distinct()))
             # ONLY: no element outside the list
             outside = sa.select(ce.composition_id)
             if texts:
                 outside = outside.where(ce.element.not_in(texts))
-            return F.composition_id.not_in(outside)
+            return F.composition_id.not_in(_composition_ids(outside.distinct()))
         if name == 'dimension_types':
             domain = [bits for bits in range(8)
                       if self._list_test(mode, [(bits >> i) & 1 for i in range(3)], values) is True]

@@ -45,6 +45,28 @@ def _frame_key(index: int) -> str:
     return f"frame_{index:04d}"
 
 
+def label_outputs(node) -> tuple | None:
+    """``(output_parameters, output_trajectory)`` of the ``PwBaseWorkChain`` ``node``, or None.
+
+    aiida-core 2.9.4: a daemon worker killed between a job's upload and its submission leaves the PwCalculation
+    without ``remote_folder`` (the reloaded process skips the upload); pw.x runs and the calculation finishes ok,
+    but PwBaseWorkChain fails with exit status 11 (a required output missing). The label is then taken from that
+    calculation, which is marked invalid as a cache source (a clone of it would fail the same way).
+    """
+    if node.is_finished_ok:
+        outputs = node.outputs
+    else:
+        calcs = [child for child in node.called if isinstance(child, orm.CalcJobNode)]
+        last = max(calcs, key=lambda child: child.ctime) if calcs else None
+        if node.exit_status != 11 or last is None or not last.is_finished_ok or "remote_folder" in last.outputs:
+            return None
+        last.base.caching.is_valid_cache = False
+        outputs = last.outputs
+    if "output_trajectory" not in outputs or "output_parameters" not in outputs:
+        return None
+    return outputs.output_parameters, outputs.output_trajectory
+
+
 def valence_electrons(structure: orm.StructureData, family) -> float:
     """Number of valence electrons of ``structure`` with the pseudopotentials of ``family`` (z_valence summed)."""
     pseudos = family.get_pseudos(structure=structure)
@@ -322,12 +344,13 @@ class LabelWorkChain(WorkChain):
     @staticmethod
     def _label_defect(node, structure: orm.StructureData) -> str | None:
         """Why the PwBaseWorkChain ``node`` gives no label (failed, no output, unconverged SCF), or None."""
-        if not node.is_finished_ok:
+        outputs = label_outputs(node)
+        if outputs is None and not node.is_finished_ok:
             return f"PwBaseWorkChain failed: {node.exit_message or node.process_state}"
-        if "output_trajectory" not in node.outputs or "output_parameters" not in node.outputs:
+        if outputs is None:
             return "PwBaseWorkChain finished without output_parameters / output_trajectory"
-        forces = trajectory_forces(node.outputs.output_trajectory)
-        return label_defect(node.outputs.output_parameters.get_dict(), forces, len(structure.sites))
+        parameters, trajectory = outputs
+        return label_defect(parameters.get_dict(), trajectory_forces(trajectory), len(structure.sites))
 
     def collect(self):
         if self.ctx.failed:
@@ -343,10 +366,10 @@ class LabelWorkChain(WorkChain):
             info = {k: v for k, v in info.items() if not k.startswith("_")}
             info.setdefault("name", name)
             frame_info[key] = info
-            node = self.ctx[key]
+            parameters, trajectory = label_outputs(self.ctx[key])
             nodes[f"structure_{key}"] = structure
-            nodes[f"parameters_{key}"] = node.outputs.output_parameters
-            nodes[f"trajectory_{key}"] = node.outputs.output_trajectory
+            nodes[f"parameters_{key}"] = parameters
+            nodes[f"trajectory_{key}"] = trajectory
         dataset = build_labelled_dataset(frame_info=orm.Dict(frame_info), **nodes)
         if self.ctx.failed:
             # Extras stay mutable on a stored node: they document, they are not provenance.

@@ -61,14 +61,15 @@ PLAY_WAIT_S = 30
 SETTLE_S = 5
 
 
-def restart_daemon(profile: str) -> int:
-    """``verdi daemon restart``; when it fails, ``stop`` and ``start``. Its exit status."""
-    restarted = verdi(profile, "daemon", "restart", check=False, timeout=300)
-    if restarted.returncode:
-        print(f"verdi daemon restart failed: {(restarted.stdout + restarted.stderr)[-500:]}", file=sys.stderr)
-        verdi(profile, "daemon", "stop", check=False, timeout=300)
-        verdi(profile, "daemon", "start", str(WORKERS), check=False, timeout=300)
-    return restarted.returncode
+def restart_daemon(profile: str) -> dict:
+    """``verdi daemon stop``, ``verdi process repair``, ``verdi daemon start WORKERS``: exit statuses and what repair
+    said. (``verdi daemon restart`` starts ``daemon.default_workers`` workers, not the number running before; and a
+    graceful stop under load can leave a process without its RabbitMQ task, which only ``repair`` gives back.)"""
+    stop = verdi(profile, "daemon", "stop", check=False, timeout=300)
+    repair = verdi(profile, "process", "repair", check=False, timeout=300)
+    start = verdi(profile, "daemon", "start", str(WORKERS), check=False, timeout=300)
+    return {"stop_rc": stop.returncode, "repair_rc": repair.returncode, "start_rc": start.returncode,
+            "repair_said": (repair.stdout + repair.stderr).strip()[-300:]}
 
 
 def find_target(point: str, marks_file, workchains, used: set) -> dict | None:
@@ -109,7 +110,7 @@ def inject(profile: str, point: str, how: str, marks_file, workchains, used: set
     pids = worker_pids(profile)
     start = time.time()
     if how == "restart":
-        fault["restart_rc"] = restart_daemon(profile)
+        fault["restart"] = restart_daemon(profile)
         killed = pids
     else:
         killed = kill_workers(pids if how == "all" else [random.choice(pids)])
@@ -165,7 +166,17 @@ def pause_play(profile: str, pw_code, marks_file, distance: float) -> tuple[dict
         # (minutes). A daemon
         # restart gives the process a fresh job list.
         result["stuck_after_play_s"] = PLAY_WAIT_S
-        result["restart_rc"] = restart_daemon(profile)
+        result["restart"] = restart_daemon(profile)
+        # the reloaded process is paused again (its checkpoint kept the pause, although the node says not paused):
+        # it waits for a second play
+        wait_for_workers(profile, WORKERS, timeout=180)
+        result["played_again"] = 0
+        deadline_play = time.time() + 180
+        while time.time() < deadline_play and calc.process_status == "Transport task update was cancelled" \
+                and not calc.is_terminated:  # a play before a new worker has loaded the process is lost: repeat
+            verdi(profile, "process", "play", str(calc.pk), check=False, timeout=120)
+            result["played_again"] += 1
+            time.sleep(10)
     jobs.wait_terminated([workchain], 600)
     result["play_to_finished_s"] = round(time.time() - played, 1)
     result["update_errors_after_play"] = sum(1 for log in orm.Log.collection.get_logs_for(calc)

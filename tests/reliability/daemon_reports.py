@@ -52,7 +52,7 @@ def render_faults(record: dict) -> str:
             continue
         target = fault["target"]
         rows.append([index, fault["point"], {"all": "SIGKILL every worker", "one": "SIGKILL one worker",
-                                              "restart": "`verdi daemon restart`"}[fault["how"]],
+                                              "restart": "daemon stop, process repair, start"}[fault["how"]],
                      f"{target['label']}<{target['pk']}> at {fault['at_s']} s", target.get("status") or "",
                      f"{len(fault['workers_killed'])} / {fault['respawn_s']} s"])
     lines.append(markdown_table(["#", "fault point", "fault", "process hit (time after submission)",
@@ -86,7 +86,8 @@ def render_faults(record: dict) -> str:
         ["... then `verdi process play`", f"{pause.get('final_state')} exit {pause.get('exit_status')} "
          f"{pause.get('play_to_finished_s')} s after play"
          + (f" (stuck {pause['stuck_after_play_s']} s, {pause['update_errors_after_play']} failed updates: daemon "
-            "restarted)" if "stuck_after_play_s" in pause else "") + f", pw.x started {pause.get('pw_starts')} time(s)"],
+            "stopped, processes repaired, started, then played again: the reloaded process was paused again)"
+            if "stuck_after_play_s" in pause else "") + f", pw.x started {pause.get('pw_starts')} time(s)"],
         ["`verdi process kill` of a 3-frame label WorkChain",
          f"{kill['state']}, dataset stored {kill['had_dataset']}, "
          f"descendants: {'; '.join(kill['descendants'])}; pw.x left running {kill['pw_processes_left_running']}"],

@@ -14,7 +14,6 @@ from . import daemon_reports
 from .psql_profile import run_scenario, services_missing
 
 SCENARIO = pathlib.Path(__file__).with_name("daemon_faults_scenario.py")
-DAEMON = [pytest.mark.daemon, pytest.mark.pwx, pytest.mark.mlip]
 
 
 def check_faults(result: dict, min_faults: int) -> None:
@@ -52,7 +51,8 @@ def check_faults(result: dict, min_faults: int) -> None:
     # CalcJob killed between its upload and its submission finishes ok without its remote_folder output; its
     # PwBaseWorkChain fails with exit 11); none otherwise.
     assert summary["no_remote_folder_outside_transit"] == 0
-    assert summary["labels_lost"] == summary["labels_lost_without_remote_folder"], result["labels_accounting"]
+    # (<=: with the workaround in reactmlip.label, such a frame keeps its label although its PwBaseWorkChain failed)
+    assert summary["labels_lost"] <= summary["labels_lost_without_remote_folder"], result["labels_accounting"]
     broken = summary["calcjobs_ok_without_remote_folder"]
     not_ok = result["processes"]["not_finished_ok"]
     assert len(not_ok) <= 2 * broken, not_ok
@@ -92,14 +92,17 @@ def check_faults(result: dict, min_faults: int) -> None:
     assert rerun["new"] == rerun["pw_started"] == 3 - rerun["cached"]
 
 
-@pytest.mark.parametrize("size", [pytest.param("small", marks=DAEMON),
-                                  pytest.param("full", marks=[*DAEMON, pytest.mark.slow])])
-def test_daemon_faults(tmp_path, size):
+@pytest.mark.daemon
+@pytest.mark.pwx
+@pytest.mark.mlip
+def test_daemon_faults(tmp_path):
+    """The small scenario (3 label + 1 fine-tune jobs, 2 kills); the full one (about 9 minutes) is the command
+    that writes the docs' JSON, `.venv/bin/python tests/reliability/daemon_faults_run.py`, whose result the
+    docs test below checks with the same `check_faults`."""
     missing = services_missing()
     assert missing is None, missing
-    result = run_scenario(SCENARIO, [str(tmp_path / "repository"), "--size", size], tmp_path,
-                          timeout=900 if size == "small" else 1500)
-    check_faults(result, min_faults=2 if size == "small" else 5)
+    result = run_scenario(SCENARIO, [str(tmp_path / "repository"), "--size", "small"], tmp_path, timeout=900)
+    check_faults(result, min_faults=2)
 
 
 def test_faults_block_of_reliability_page_is_its_json():
