@@ -20,10 +20,13 @@ from types import ModuleType
 PREFERRED_ORDER = ("evaluate", "frames_io")
 
 _REQUIRED = ("NAME", "DESCRIPTION", "DEFAULT_FRAMES", "run", "render")
+#: modules here that are commands of their own, not benchmarks (`python benchmarks/physics_checks.py run`)
+_SCRIPTS = ("physics_checks",)
 
 
 def _discover() -> dict[str, str]:
-    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    names = sorted(info.name for info in pkgutil.iter_modules(__path__)
+                   if not info.name.startswith("_") and info.name not in _SCRIPTS)
     ordered = [n for n in PREFERRED_ORDER if n in names] + [n for n in names if n not in PREFERRED_ORDER]
     return {name: f".{name}" for name in ordered}
 
