@@ -136,7 +136,7 @@ def main(repository_dir: str, n_evaluate: int, n_labels: int, max_active: int) -
             "evaluate_finished_ok": sum(1 for n in evaluations if orm.load_node(n.pk).is_finished_ok),
             "label_finished_ok": sum(1 for n in labels if orm.load_node(n.pk).is_finished_ok),
             "processes": len(processes),
-            "processes_not_finished_ok": [f"{p.process_label}<{p.pk}> {p.process_state.value} {p.exit_status}"
+            "processes_not_finished_ok": [f"{p.process_label}<{p.pk}> {getattr(p.process_state, 'value', 'none')} {p.exit_status}"
                                           for p in processes if not p.is_finished_ok],
             "evaluate_calcjobs": totals.get("EvaluateCalculation", {}).get("calcjobs", 0),
             "pw_calcjobs": totals.get("PwCalculation", {}).get("calcjobs", 0),

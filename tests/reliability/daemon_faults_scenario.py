@@ -150,12 +150,12 @@ def pause_play(profile: str, pw_code, marks_file, distance: float) -> tuple[dict
     if calc is None:
         return result, workchain
     verdi(profile, "process", "pause", str(calc.pk), timeout=120)
-    result["paused_state"] = [calc.process_state.value, calc.paused]
+    result["paused_state"] = [getattr(calc.process_state, 'value', 'none'), calc.paused]
     workdir = calc.get_remote_workdir()
     while marks_by_workdir(read_marks(marks_file), "end").get(workdir, 0) == 0 and time.time() < deadline:
         time.sleep(0.5)
     time.sleep(6)  # several poll intervals after pw.x ended
-    result["after_pw_ended"] = {"state": calc.process_state.value, "paused": calc.paused,
+    result["after_pw_ended"] = {"state": getattr(calc.process_state, 'value', 'none'), "paused": calc.paused,
                                 "retrieved": "retrieved" in calc.outputs}
     verdi(profile, "process", "play", str(calc.pk), timeout=120)
     played = time.time()
@@ -181,7 +181,7 @@ def pause_play(profile: str, pw_code, marks_file, distance: float) -> tuple[dict
     result["play_to_finished_s"] = round(time.time() - played, 1)
     result["update_errors_after_play"] = sum(1 for log in orm.Log.collection.get_logs_for(calc)
                                              if "Expected pending job info future" in log.message)
-    result.update(calc_uuid=calc.uuid, final_state=calc.process_state.value, exit_status=calc.exit_status,
+    result.update(calc_uuid=calc.uuid, final_state=getattr(calc.process_state, 'value', 'none'), exit_status=calc.exit_status,
                   pw_starts=marks_by_workdir(read_marks(marks_file), "start").get(workdir, 0),
                   workchain_exit_status=workchain.exit_status)
     return result, workchain
@@ -220,11 +220,11 @@ def kill_and_rerun(profile: str, pw_code, marks_file, distances) -> tuple[dict, 
     descendants = orm.load_node(workchain.pk).called_descendants
     finished_ok = sorted(c.uuid for c in calcs() if c.is_finished_ok)
     result = {
-        "workchain_uuid": workchain.uuid, "state": workchain.process_state.value,
+        "workchain_uuid": workchain.uuid, "state": getattr(workchain.process_state, 'value', 'none'),
         "had_dataset": "dataset" in workchain.outputs,
         "pw_finished_before_kill": finished_before, "pw_finished_ok": len(finished_ok),
-        "descendants": sorted(f"{d.process_label} {d.process_state.value} {d.exit_status}" for d in descendants),
-        "descendant_states": sorted({d.process_state.value for d in descendants}),
+        "descendants": sorted(f"{d.process_label} {getattr(d.process_state, 'value', 'none')} {d.exit_status}" for d in descendants),
+        "descendant_states": sorted({getattr(d.process_state, 'value', 'none') for d in descendants}),
         "descendants_active": sum(1 for d in descendants if not d.is_terminated),
         "pw_processes_left_running": len(jobs.pw_processes_in(running_workdirs)),
     }
@@ -307,7 +307,7 @@ def main(repository_dir: str, size: str) -> dict:
         result["processes"] = {
             "total": len(processes), "in_killed_tree": len(killed_tree),
             "finished_ok": sum(1 for p in expected_ok if p.is_finished_ok),
-            "not_finished_ok": [f"{p.process_label}<{p.pk}> {p.process_state.value} {p.exit_status}"
+            "not_finished_ok": [f"{p.process_label}<{p.pk}> {getattr(p.process_state, 'value', 'none')} {p.exit_status}"
                                 for p in expected_ok if not p.is_finished_ok],
         }
         result["labels_accounting"] = [jobs.label_accounting(node, names[node.pk]) for node in labels]

@@ -153,7 +153,7 @@ def between_steps(workchains) -> list[dict]:
             continue
         if all(child.is_terminated for child in node.called):
             found.append({"pk": node.pk, "label": node.process_label,
-                          "process_state": node.process_state.value,
+                          "process_state": getattr(node.process_state, 'value', 'none'),
                           "status": node.process_status})
     return found
 
@@ -178,7 +178,7 @@ def job_accounting(marks_file: pathlib.Path) -> dict:
         cached = node.base.caching.get_cache_source()
         rows.append({"pk": node.pk, "uuid": node.uuid, "label": node.process_label, "cached_from": cached,
                      "workdir": workdir, "job_id": node.get_job_id(), "starts": 0 if cached else starts.get(workdir, 0),
-                     "state": node.process_state.value, "exit_status": node.exit_status,
+                     "state": getattr(node.process_state, 'value', 'none'), "exit_status": node.exit_status,
                      "remote_folder": "remote_folder" in node.outputs})
     own_workdirs = [row["workdir"] for row in rows if not row["cached_from"]]
     totals: dict[str, dict] = {}
