@@ -6,6 +6,7 @@ A non-zero runner exit status becomes the CalcJob exit code of the same label
 
 from __future__ import annotations
 
+import abc
 import io
 import json
 
@@ -53,9 +54,9 @@ class RunnerParser(Parser):
         """Store what the runner writes even when it fails; an exit code to stop with, or None."""
         return None
 
+    @abc.abstractmethod
     def parse_outputs(self, **kwargs):
-        """Store the outputs of a run that wrote them; an exit code, or None."""
-        raise NotImplementedError
+        """Store the outputs of a run that wrote them; an exit code, or None (every runner parser defines it)."""
 
     def runner_status(self) -> tuple[int, str]:
         """(exit status, message) from the retrieved ``status.json``; (0, '') when the runner wrote none."""
