@@ -4,15 +4,19 @@ Units: positions and cells in Angstrom, energies in eV, forces in eV/Angstrom, s
 eV/Angstrom^3 (ASE Voigt order xx, yy, zz, yz, xz, xy). A missing label is NaN.
 
 :func:`read_extxyz` and :func:`write_extxyz` read and write them as extended XYZ, exactly
-(the text itself is :mod:`aiida_reactmlip.extxyz`).
+(the text itself is :mod:`aiida_reactmlip.extxyz`); :func:`write_frames_npz` and :func:`read_frames_npz` as a
+numpy archive, also exactly and about a hundred times faster (the runner's input frames);
+:func:`read_frames` reads either, by the file's suffix.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -36,7 +40,10 @@ __all__ = (
     'INFO_KEY_PATTERN',
     'RESERVED_INFO_KEYS',
     'read_extxyz',
+    'read_frames',
+    'read_frames_npz',
     'write_extxyz',
+    'write_frames_npz',
 )
 
 #: Allowed ``info`` keys: an identifier (letters, digits, ``_``, ``-``), no dots or spaces.
@@ -452,3 +459,49 @@ def read_extxyz(path_or_fileobj: str | os.PathLike | TextIO) -> Frames:
         return Frames.from_atoms(images)
     except ValueError as exc:
         raise ExtxyzFormatError(f'{file_name(path_or_fileobj)}: inconsistent content: {exc}') from exc
+
+
+#: The arrays of a frames archive (:func:`write_frames_npz`), beside ``info`` (one JSON string) and ``format``.
+NPZ_ARRAYS = ('numbers', 'positions', 'cells', 'pbc', 'n_atoms', 'energies', 'forces', 'stress')
+#: The ``format`` entry of a frames archive.
+NPZ_FORMAT = 'reactmlip-frames-1'
+
+
+def write_frames_npz(frames: Frames, path_or_fileobj: str | os.PathLike | Any) -> None:
+    """Write ``frames`` as an uncompressed numpy archive: its eight arrays (float64, bit for bit), ``info`` as
+    one JSON string and ``format`` = :data:`NPZ_FORMAT`. A path is written as given (no ``.npz`` added)."""
+    arrays = {name: getattr(frames, name) for name in NPZ_ARRAYS}
+    info = np.array(json.dumps(frames.info, allow_nan=True))
+    if isinstance(path_or_fileobj, (str, os.PathLike)):
+        with open(path_or_fileobj, 'wb') as handle:
+            np.savez(handle, **arrays, info=info, format=np.array(NPZ_FORMAT))
+    else:
+        np.savez(path_or_fileobj, **arrays, info=info, format=np.array(NPZ_FORMAT))
+
+
+def read_frames_npz(path_or_fileobj: str | os.PathLike | Any) -> Frames:
+    """Read a frames archive written by :func:`write_frames_npz`; ValueError naming the file when it is not one
+    (not a numpy archive, an entry missing, another format) or its content is inconsistent."""
+    name = str(path_or_fileobj) if isinstance(path_or_fileobj, (str, os.PathLike)) else 'frames archive'
+    try:
+        with np.load(path_or_fileobj, allow_pickle=False) as data:
+            missing = [key for key in (*NPZ_ARRAYS, 'info', 'format') if key not in data.files]
+            if missing:
+                raise ValueError(f'entries {", ".join(missing)} missing')
+            if str(data['format']) != NPZ_FORMAT:
+                raise ValueError(f'format {str(data["format"])!r}, expected {NPZ_FORMAT!r}')
+            arrays = {key: data[key] for key in NPZ_ARRAYS}
+            info = json.loads(str(data['info']))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f'{name}: not a frames archive: {exc}') from exc
+    try:
+        return Frames(**arrays, info=info)
+    except ValueError as exc:
+        raise ValueError(f'{name}: inconsistent content: {exc}') from exc
+
+
+def read_frames(path: str | os.PathLike) -> Frames:
+    """Read frames from ``path``: a frames archive when it ends in ``.npz``, extended XYZ otherwise."""
+    if str(path).endswith('.npz'):
+        return read_frames_npz(path)
+    return read_extxyz(path)

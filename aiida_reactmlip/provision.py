@@ -25,6 +25,21 @@ DEBIAN_FAMILY_LABEL = "reactmlip/debian-pbe"
 
 #: Open MPI refuses to start as root unless told it may; harmless for other users.
 MPI_PREPEND_TEXT = "export OMPI_ALLOW_RUN_AS_ROOT=1\nexport OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+#: Run-once guard of every job script on this machine's computer. aiida-core stores a job's id only after the
+#: scheduler accepted it, so a daemon worker killed in between makes the reloaded CalcJob submit the same job
+#: script into the same working directory again (aiida-core 2.9.4; see docs/reliability.md). The first job
+#: holds a lock on the directory for as long as it (and the executable it started) runs and leaves a mark when
+#: it ends; a second submission waits for that lock and, when the mark is there, ends without running the
+#: executable again, so AiiDA retrieves the first run's output. A job killed before its end leaves no mark and
+#: is run again. Without ``flock`` (util-linux) the guard does nothing.
+RUN_ONCE_MESSAGE = "reactmlip: this job already ran in this directory; not run again"
+RUN_ONCE_PREPEND_TEXT = (
+    "exec 9>>.reactmlip-run.lock && flock 9  # reactmlip run-once guard: a second submission waits here\n"
+    f"[ -e .reactmlip-run.done ] && {{ echo '{RUN_ONCE_MESSAGE}' >&2; exit 0; }}  # ... and does not run again"
+)
+RUN_ONCE_APPEND_TEXT = "touch .reactmlip-run.done  # reactmlip run-once guard"
+#: The job-script text around every job on the localhost computer made here.
+LOCALHOST_PREPEND_TEXT = f"{MPI_PREPEND_TEXT}\n{RUN_ONCE_PREPEND_TEXT}"
 #: pw.x and neb.x parallelise with MPI; one OpenMP thread per rank avoids oversubscription.
 QE_PREPEND_TEXT = "export OMP_NUM_THREADS=1"
 
@@ -156,7 +171,8 @@ def ensure_localhost(label: str = DEFAULT_COMPUTER, report: ProvisionReport | No
         computer.set_minimum_job_poll_interval(LOCALHOST_POLL_INTERVAL)
         computer.set_default_mpiprocs_per_machine(os.cpu_count() or 1)
         computer.set_mpirun_command(["mpirun", "-np", "{tot_num_mpiprocs}"])
-        computer.set_prepend_text(MPI_PREPEND_TEXT)
+        computer.set_prepend_text(LOCALHOST_PREPEND_TEXT)
+        computer.set_append_text(RUN_ONCE_APPEND_TEXT)
         state = "created"
     if not computer.is_configured:
         computer.configure(safe_interval=0.0, use_login_shell=False)
@@ -168,6 +184,10 @@ def ensure_localhost(label: str = DEFAULT_COMPUTER, report: ProvisionReport | No
             state = "updated (no login shell)"
         if computer.get_minimum_job_poll_interval() == 0.5:  # the earlier default of this module
             computer.set_minimum_job_poll_interval(LOCALHOST_POLL_INTERVAL)
+        if computer.get_prepend_text() == MPI_PREPEND_TEXT and not computer.get_append_text():
+            computer.set_prepend_text(LOCALHOST_PREPEND_TEXT)  # made before the run-once guard existed
+            computer.set_append_text(RUN_ONCE_APPEND_TEXT)
+            state = "updated (run-once guard)"
     if report is not None:
         report.add("computer", label, state)
     return computer

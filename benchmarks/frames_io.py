@@ -5,6 +5,8 @@ labels, a ``source_uuid`` per frame), timed ``repeat`` times each (min and media
 
 - ``Frames.from_atoms`` (ASE Atoms -> concatenated arrays) and ``Frames.to_atoms``
 - ``write_extxyz`` to a file and ``read_extxyz`` back (checked identical, bit for bit)
+- ``write_frames_npz`` and ``read_frames_npz``: the frames archive the CalcJobs hand the runner (checked
+  identical)
 - ``LabelledDatasetData(frames)`` (validation + arrays), ``.store()`` into a throw-away SQLite profile,
   and loading it again: ``load_node(pk).frames`` (checked identical)
 """
@@ -62,7 +64,7 @@ def run(frames: int | None = None, repeat: int | None = None, console=None,
     from aiida import orm
 
     from aiida_reactmlip.data.dataset import LabelledDatasetData
-    from aiida_reactmlip.frames import Frames, read_extxyz, write_extxyz
+    from aiida_reactmlip.frames import Frames, read_extxyz, read_frames_npz, write_extxyz, write_frames_npz
 
     images = build_frames(n_frames)
     n_atoms = len(images[0])
@@ -86,7 +88,14 @@ def run(frames: int | None = None, repeat: int | None = None, console=None,
         size_bytes = os.path.getsize(path)
         seconds, back = repeat_timed(lambda: read_extxyz(path), repeat)
         steps["read_extxyz"] = summarize(seconds)
+        archive = os.path.join(tmp, "frames.npz")
+        seconds, _ = repeat_timed(lambda: write_frames_npz(frames, archive), repeat)
+        steps["write_frames_npz"] = summarize(seconds)
+        npz_bytes = os.path.getsize(archive)
+        seconds, back_npz = repeat_timed(lambda: read_frames_npz(archive), repeat)
+        steps["read_frames_npz"] = summarize(seconds)
     extxyz_identical = bool(back.identical(frames))
+    npz_identical = bool(back_npz.identical(frames))
 
     seconds, _ = repeat_timed(lambda: LabelledDatasetData(frames=frames), repeat)
     steps["LabelledDatasetData(frames)"] = summarize(seconds)
@@ -126,10 +135,12 @@ def run(frames: int | None = None, repeat: int | None = None, console=None,
             "steps": steps,
             "extxyz_file_bytes": size_bytes,
             "node_repository_bytes": repository_bytes,
+            "npz_file_bytes": npz_bytes,
             "extxyz_roundtrip_identical": extxyz_identical,
+            "npz_roundtrip_identical": npz_identical,
             "node_roundtrip_identical": node_identical,
         },
-        "ok": extxyz_identical and node_identical,
+        "ok": extxyz_identical and npz_identical and node_identical,
     }
 
 
@@ -157,7 +168,9 @@ def render(result: dict[str, Any], console) -> None:
         console.print(f"[yellow]note: other processes kept the CPUs {100 * busy:.0f}% busy just before measuring: "
                       "timings are slower and noisier than on an idle machine[/]")
     console.print(
-        f"extxyz file {res['extxyz_file_bytes'] / 1e6:.1f} MB, node repository {res['node_repository_bytes'] / 1e6:.1f} MB; "
+        f"extxyz file {res['extxyz_file_bytes'] / 1e6:.1f} MB, frames archive {res['npz_file_bytes'] / 1e6:.1f} MB, "
+        f"node repository {res['node_repository_bytes'] / 1e6:.1f} MB; "
         f"round trips identical: extxyz {'yes' if res['extxyz_roundtrip_identical'] else '[bold red]NO[/]'}, "
+        f"npz {'yes' if res['npz_roundtrip_identical'] else '[bold red]NO[/]'}, "
         f"node {'yes' if res['node_roundtrip_identical'] else '[bold red]NO[/]'}"
     )

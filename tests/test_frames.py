@@ -9,7 +9,15 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from aiida_reactmlip.frames import ExtxyzFormatError, Frames, read_extxyz, write_extxyz
+from aiida_reactmlip.frames import (
+    ExtxyzFormatError,
+    Frames,
+    read_extxyz,
+    read_frames,
+    read_frames_npz,
+    write_extxyz,
+    write_frames_npz,
+)
 
 FLOAT_ARRAYS = ('positions', 'cells', 'energies', 'forces', 'stress')
 ALL_ARRAYS = ('numbers', 'pbc', 'n_atoms', *FLOAT_ARRAYS)
@@ -109,6 +117,52 @@ def test_extxyz_round_trip_exact(tmp_path):
     buffer = io.StringIO()
     write_extxyz(back, buffer)
     assert buffer.getvalue() == path.read_text()
+
+
+def test_npz_round_trip_exact_and_read_frames_by_suffix(tmp_path):
+    frames = random_frames()
+    archive = tmp_path / 'frames.npz'
+    write_frames_npz(frames, archive)
+    back = read_frames_npz(archive)
+    assert_frames_equal(frames, back)
+    assert frames.identical(back)  # NaN labels, info types (str, int, float, bool) included
+    assert back.info == frames.info and type(back.info[0]['system']) is str
+    buffer = io.BytesIO()  # a file object (what a CalcJob's folder hands out) works the same
+    write_frames_npz(frames, buffer)
+    buffer.seek(0)
+    assert read_frames_npz(buffer).identical(frames)
+    text = tmp_path / 'frames.extxyz'
+    write_extxyz(frames, text)
+    assert read_frames(archive).identical(read_frames(text))
+    assert len(read_frames_npz(_npz(tmp_path / 'empty.npz', Frames.from_atoms([])))) == 0
+
+
+def _npz(path, frames):
+    write_frames_npz(frames, path)
+    return path
+
+
+def test_npz_that_is_not_a_frames_archive_is_named(tmp_path):
+    not_zip = tmp_path / 'text.npz'
+    not_zip.write_text('1 2 3')
+    with pytest.raises(ValueError, match=r'text\.npz: not a frames archive'):
+        read_frames(not_zip)
+    other = tmp_path / 'other.npz'
+    np.savez(other, numbers=np.zeros(3))
+    with pytest.raises(ValueError, match=r'other\.npz: not a frames archive: entries positions, .* missing'):
+        read_frames_npz(other)
+    frames = random_frames()
+    arrays = {name: getattr(frames, name) for name in ('numbers', 'positions', 'cells', 'pbc', 'n_atoms',
+                                                       'energies', 'forces', 'stress')}
+    wrong_format = tmp_path / 'wrong.npz'
+    np.savez(wrong_format, **arrays, info=np.array('[]'), format=np.array('something-else'))
+    with pytest.raises(ValueError, match="format 'something-else'"):
+        read_frames_npz(wrong_format)
+    inconsistent = tmp_path / 'inconsistent.npz'
+    np.savez(inconsistent, **{**arrays, 'n_atoms': arrays['n_atoms'][:-1]}, info=np.array('[]'),
+             format=np.array('reactmlip-frames-1'))
+    with pytest.raises(ValueError, match='inconsistent.npz: inconsistent content'):
+        read_frames_npz(inconsistent)
 
 
 def test_extxyz_empty_and_no_lattice_for_zero_cell(tmp_path):

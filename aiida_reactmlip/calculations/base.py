@@ -15,7 +15,7 @@ from aiida.engine import CalcJob
 
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
-from aiida_reactmlip.frames import Frames, write_extxyz
+from aiida_reactmlip.frames import Frames, write_extxyz, write_frames_npz
 from aiida_reactmlip.runner import contract
 
 
@@ -80,6 +80,10 @@ class RunnerCalculation(CalcJob):
         ``copies`` (uuid, source, target), runs the task and retrieves ``retrieve``, ``status.json`` and
         ``runner.log`` (``retrieve_temporary`` only for the parser)."""
         for name, content in frames.items():
+            if name.endswith(".npz"):  # the binary frames archive: exact and fast to read
+                with folder.open(name, "wb") as handle:
+                    write_frames_npz(content, handle)
+                continue
             buffer = io.StringIO()
             write_extxyz(content, buffer)
             with folder.open(name, "w", encoding="utf-8") as handle:

@@ -75,6 +75,8 @@ def cmd_loop_run(ctx, file, output, dry_run, seeds, strategy_name, no_baseline, 
 
     def report(spec, nodes):
         print_final_table(nodes, spec, click.echo)
+        if "evidence" in spec:
+            print_evidence_verdicts(nodes, spec, click.echo)
         baselines = nodes.get("random") if spec["strategy"] != "random" else None
         return write_loop_report(nodes[spec["strategy"]], pathlib.Path(output or f"results/{spec['name']}"),
                                  baselines=baselines, target=spec.get("target_force_mae"))
@@ -88,6 +90,17 @@ def _with_overrides(spec: dict, seeds: str | None, strategy: str | None, no_base
     unless ``no_baseline``, the random baseline it asks for."""
     from aiida_reactmlip.workflows.active_learning_inputs import known_strategies
 
+    if "evidence" in spec:
+        if seeds or strategy:
+            raise click.ClickException("--seeds and --strategy do not apply to a file with an 'evidence' section: "
+                                       "its protocol draws the seeds and names the strategies")
+        from aiida_reactmlip.specs.evidence import evidence_plan
+
+        spec["plan"] = evidence_plan(spec["evidence"], spec["strategy"])
+        spec["strategies"] = spec["plan"]["runs"][0]["strategies"]
+        if no_baseline:
+            spec["strategies"] = spec["strategies"][:1]
+        return spec
     if seeds:
         try:
             spec["seeds"] = [int(s) for s in seeds.split(",")]
@@ -104,6 +117,13 @@ def _with_overrides(spec: dict, seeds: str | None, strategy: str | None, no_base
 
 
 def _describe_loop(spec: dict) -> None:
+    if "evidence" in spec:
+        from aiida_reactmlip.specs.evidence import describe_plan
+
+        click.echo(f"loop {spec['name']}: oracle (DFT-labelled pool); model {spec['model']}; k {spec.get('k')}; "
+                   f"committee of {spec.get('committee_size', 3)}")
+        click.echo(describe_plan(spec["plan"], spec["evidence"]))
+        return
     mode = "oracle (DFT-labelled pool)" if "pool" in spec else f"exploration of {spec['explore']['system']}"
     stops = ", ".join(f"{key} {spec[key]}" for key in ("target_force_mae", "target_energy_mae", "max_dft_labels",
                                                        "max_rounds") if spec.get(key) is not None)
@@ -119,6 +139,8 @@ def _run_loops(spec: dict, file, cache: bool) -> dict[str, list]:
 
     from aiida_reactmlip.specs.loop import loop_builder, loop_datasets
 
+    if "evidence" in spec:
+        return _run_evidence(spec, file, cache)
     try:
         datasets = loop_datasets(spec)
     except (ValueError, KeyError, ImportError, OSError) as exception:
@@ -145,6 +167,73 @@ def _run_loops(spec: dict, file, cache: bool) -> dict[str, list]:
                 click.echo(f"  stopped: {summary['stop_reason']}; ActiveLearningWorkChain pk {node.pk}")
                 nodes[strategy].append(node)
     return nodes
+
+
+def _run_evidence(spec: dict, file, cache: bool) -> dict[str, list]:
+    """Every run of an evidence protocol in this interpreter: per split its datasets, per run every strategy with
+    the run's selection and fine-tune seeds; the nodes by strategy, in the plan's order (paired by index)."""
+    import contextlib
+
+    from aiida.manage.caching import enable_caching
+
+    from aiida_reactmlip.specs.loop import evidence_datasets, loop_builder
+
+    nodes: dict[str, list] = {strategy: [] for strategy in spec["strategies"]}
+    datasets_by_split = {}
+    with contextlib.ExitStack() as stack:
+        if cache:
+            for identifier in CACHED_IDENTIFIERS:
+                stack.enter_context(enable_caching(identifier=identifier))
+        for run in spec["plan"]["runs"]:
+            split = spec["plan"]["splits"][run["split"]]
+            if run["split"] not in datasets_by_split:
+                try:
+                    datasets = evidence_datasets(spec, split["seed"])
+                except (ValueError, KeyError, ImportError, OSError) as exception:
+                    raise click.ClickException(f"{file}: {exception}") from exception
+                datasets_by_split[run["split"]] = datasets
+                click.echo(f"split {run['split']} (seed {split['seed']}): " + ", ".join(
+                    f"{key} pk {node.pk} ({node.n_frames} frames)" for key, node in datasets.items()))
+            for strategy in spec["strategies"]:
+                builder = loop_builder(spec, run["selection_seed"], strategy=strategy,
+                                       datasets=datasets_by_split[run["split"]], finetune_seed=run["finetune_seed"])
+                builder.metadata.label = (f"loop {spec['name']} {strategy} split {run['split']} run {run['run']}")
+                click.echo(f"[{strategy}, split {run['split']}, run {run['run']}: selection seed "
+                           f"{run['selection_seed']}, fine-tune seed {run['finetune_seed']}]")
+                node = run_loop_with_progress(builder, click.echo, prefix="  ")
+                node.base.extras.set_many({"loop_spec": spec["name"], "evidence_split": run["split"],
+                                           "evidence_run": run["run"]})
+                check_finished(node, hint="; run the same command again to resume (finished jobs come from the cache)")
+                nodes[strategy].append(node)
+    return nodes
+
+
+def print_evidence_verdicts(nodes: dict[str, list], spec: dict, echo) -> None:
+    """The protocol's verdicts: the file's strategy against each baseline on the test-set target, paired by
+    run (labels to target, and mean error over the common budget), as measured."""
+    from aiida_reactmlip.metrics.statistics import compare_strategies
+    from aiida_reactmlip.specs.evidence import TARGET_METRICS
+
+    target = spec["evidence"]["target"]
+    key = {"force_mae": "test_force_mae", "energy_mae": "test_energy_mae_per_atom"}[target["metric"]]
+    curves = {}
+    for strategy, group in nodes.items():
+        curves[strategy] = []
+        for node in group:
+            summary = node.outputs.summary.get_dict()
+            curves[strategy].append((summary["n_labels"], summary[key]))
+    if len(curves) < 2:
+        echo("one strategy only: no comparison")
+        return
+    pool_size = max(node.inputs.label_pool.n_frames for group in nodes.values() for node in group)
+    comparisons = compare_strategies(curves, spec["strategy"], float(target["threshold"]), censor_at=pool_size,
+                                     unit=TARGET_METRICS[target["metric"]])
+    echo("")
+    echo(f"evidence, test set, target {target['metric']} <= {target['threshold']:g} "
+         f"{TARGET_METRICS[target['metric']]} (runs never reaching it counted at the pool size, {pool_size}):")
+    for other, result in comparisons.items():
+        echo(f"  vs {other}: {result['labels_sentence']}")
+        echo(f"  vs {other}: {result['mean_error_sentence']}")
 
 
 def print_final_table(nodes: dict[str, list], spec: dict, echo) -> None:

@@ -237,3 +237,38 @@ def mean_band(curves: Sequence[Curve], confidence: float = 0.95, method: str = "
     return {"labels": grid.tolist(), "mean": mean.tolist(), "lower": np.asarray(lower).tolist(),
             "upper": np.asarray(upper).tolist(), "n": int(n), "method": method,
             "confidence": float(confidence)}
+
+
+def compare_strategies(curves: dict[str, Sequence[Curve]], strategy: str, target: float, *,
+                       censor_at: float, unit: str = "eV/Å", seed: int = 0) -> dict:
+    """Paired comparisons of ``strategy`` with every other strategy of ``curves`` (name -> per-run curves,
+    run ``i`` of every strategy from the same split and seeds): labels to ``target`` (runs that never reach it
+    censored at ``censor_at``, e.g. the pool size) and the mean error over the common budget (the smallest last
+    label count of all curves; a curve that stopped at its target keeps its last error up to it).
+
+    Returns ``{other: {"labels": comparison, "mean_error": comparison, "labels_sentence", "mean_error_sentence"}}``
+    (comparisons of :func:`paired_comparison`, sentences of :func:`verdict`); ValueError when the strategies
+    have different numbers of runs."""
+    runs = {name: len(group) for name, group in curves.items()}
+    if len(set(runs.values())) != 1:
+        raise ValueError(f"every strategy needs the same runs to be paired, got {runs}")
+    budget = min(float(labels[-1]) for group in curves.values() for labels, _ in group)
+    summaries = {}
+    for name, group in curves.items():
+        summaries[name] = {
+            "labels": [labels_to_target(labels, errors, target) for labels, errors in group],
+            "mean_error": [area_under_curve(labels, errors, budget, hold_last=True) for labels, errors in group],
+        }
+    result = {}
+    for other in curves:
+        if other == strategy:
+            continue
+        names = (strategy, other)
+        labels = paired_comparison(summaries[strategy]["labels"], summaries[other]["labels"], censor_at=censor_at,
+                                   seed=seed, names=names)
+        mean_error = paired_comparison(summaries[strategy]["mean_error"], summaries[other]["mean_error"], seed=seed,
+                                       names=names)
+        result[other] = {"labels": labels, "mean_error": mean_error, "budget_labels": budget,
+                         "labels_sentence": verdict(labels, "labels"),
+                         "mean_error_sentence": verdict(mean_error, f"mean error up to {budget:g} labels", unit)}
+    return result

@@ -109,7 +109,9 @@ class RunnerError(Exception):
 INPUT_FILE = "input.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "runner.log"
-FRAMES_FILE = "frames.extxyz"
+#: The input frames the CalcJobs write: a frames archive (``aiida_reactmlip.frames.write_frames_npz``); the runner
+#: reads extended XYZ as well (any other suffix), e.g. from a hand-written input.json.
+FRAMES_FILE = "frames.npz"
 #: The CalcJob copies the model file as ``MODEL_PREFIX + filename`` (``BASE_MODEL_PREFIX`` for fine-tuning).
 MODEL_PREFIX = "model_"
 BASE_MODEL_PREFIX = "base_"

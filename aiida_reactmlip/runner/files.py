@@ -153,14 +153,14 @@ def failure_reported(what: str):
 
 def load_frames_and_calculator(params: dict[str, Any], task: str):
     """(frames, images, calculator, model info, load seconds) for ``params``; RunnerError on failure."""
-    from aiida_reactmlip.frames import read_extxyz
+    from aiida_reactmlip.frames import read_frames
 
     frames_file: pathlib.Path = params["frames_file"]
     model_file: pathlib.Path = params["model_file"]
     if not frames_file.is_file():
         raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} does not exist")
     try:
-        frames = read_extxyz(frames_file)
+        frames = read_frames(frames_file)
         images = frames.to_atoms()
     except (OSError, ValueError) as exc:
         raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} is unreadable: {exc}") from exc

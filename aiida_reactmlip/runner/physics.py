@@ -48,13 +48,13 @@ def _frames_by_name(params: dict[str, Any]) -> dict:
     """The frames of the frames file by ``info["name"]``, ``FixAtoms`` from ``info["fixed_atoms"]``."""
     from ase.constraints import FixAtoms
 
-    from aiida_reactmlip.frames import read_extxyz
+    from aiida_reactmlip.frames import read_frames
 
     path = params["frames_file"]
     if not path.is_file():
         raise RunnerError(EXIT_INPUT, f"frames file {str(path)!r} does not exist")
     try:
-        images = read_extxyz(path).to_atoms() if path.stat().st_size else []
+        images = read_frames(path).to_atoms() if path.stat().st_size else []
     except (OSError, ValueError) as exc:
         raise RunnerError(EXIT_INPUT, f"frames file {str(path)!r} is unreadable: {exc}") from exc
     by_name = {}

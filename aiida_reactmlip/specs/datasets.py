@@ -147,14 +147,14 @@ def existing_split(pool: LabelledDatasetData, params: dict):
                  filters={"attributes.process_label": "split_dataset"})
     for (node,) in query.iterall():
         if "parameters" in node.inputs and node.inputs.parameters.get_dict() == params and node.is_finished_ok:
-            return {"train": node.outputs.train, "validation": node.outputs.validation}
+            return {"train": node.outputs.train, "validation": node.outputs.validation, "test": node.outputs.test}
     return None
 
 
 def held_out_split(pool: LabelledDatasetData, split: dict) -> dict:
-    """``{"train", "validation"}`` datasets of ``pool`` with whole configuration groups held out
-    (``reactmlip.split_dataset``, no test set; ``split``: validation_fraction (default 0.25), seed, group_by),
-    reusing an earlier identical split."""
+    """``{"train", "validation", "test"}`` datasets of ``pool`` with whole configuration groups held out
+    (``reactmlip.split_dataset``; ``split``: validation_fraction (default 0.25), test_fraction (default 0: an
+    empty test set), seed, group_by), reusing an earlier identical split."""
     from aiida_reactmlip.calculations.split import split_dataset
 
     params = {"test_fraction": 0.0, "validation_fraction": 0.25, "seed": 0, **split}

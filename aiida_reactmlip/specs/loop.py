@@ -53,7 +53,7 @@ LOOP_KEYS = {
     "name", "description", "model", "pool", "validation", "explore", "label", "initial", "strategy",
     "initial_strategy", "k", "committee_size", "committee_mode", "max_rounds", "max_dft_labels", "target_force_mae",
     "target_energy_mae", "seeds", "baseline", "hyperparameters", "finetune_from", "evaluate_settings",
-    "energy_reference", "run_to_budget", "computer",
+    "energy_reference", "run_to_budget", "computer", "evidence",
 }
 #: Keys of the ``explore`` section.
 EXPLORE_KEYS = {"system", "params", "roles", "md", "rattle", "neb"}
@@ -95,15 +95,20 @@ def load_loop_spec(path) -> dict:
 
     path = pathlib.Path(path)
     data = read_spec_file(path, "loop", LOOP_KEYS)
-    for key in ("name", "model", "validation"):
+    for key in ("name", "model", *(() if "evidence" in data else ("validation",))):
         if not data.get(key):
             raise ValueError(f"{path}: '{key}' is required")
+    if "evidence" in data:  # the protocol splits the pool itself: candidates, validation, test
+        from aiida_reactmlip.specs.evidence import check_evidence
+
+        data["evidence"] = check_evidence(data, path)
     if ("pool" in data) == ("explore" in data):
         raise ValueError(f"{path}: give either 'pool' (oracle mode: a DFT-labelled candidate pool) or 'explore' "
                          "(MD / rattles / NEB with the current model, pw.x labels), not both and not neither")
     if "pool" in data:
         check_dataset_entry(data["pool"], "pool", path)
-    check_dataset_entry(data["validation"], "validation", path, allow_split="pool" in data)
+    if "validation" in data:
+        check_dataset_entry(data["validation"], "validation", path, allow_split="pool" in data)
     if "initial" in data:
         check_dataset_entry(data["initial"], "initial", path)
     if "explore" in data:
@@ -184,6 +189,26 @@ def loop_datasets(spec: dict) -> dict:
     return result
 
 
+def evidence_datasets(spec: dict, split_seed: int) -> dict:
+    """One split of an evidence-protocol loop: the pool's groups dealt into candidates (``label_pool``),
+    ``validation`` (decides when a loop stops) and ``test`` (scores it), stored (an identical earlier split is
+    reused); ``initial_dataset`` when the file has one."""
+    from aiida_reactmlip.specs.evidence import split_parameters
+
+    path = spec.get("path")
+    check_before_storing(spec)
+    pool = resolve_dataset(spec["pool"], path)
+    sets = held_out_split(pool, split_parameters(spec["evidence"], split_seed))
+    for name in ("train", "validation", "test"):
+        if not sets[name].n_frames:
+            raise ValueError(f"split seed {split_seed} of the pool ({pool.n_frames} frames) left the {name} set "
+                             "empty: the pool needs more configuration groups, or other fractions")
+    result = {"label_pool": sets["train"], "validation": sets["validation"], "test": sets["test"]}
+    if "initial" in spec:
+        result["initial_dataset"] = resolve_dataset(spec["initial"], path)
+    return result
+
+
 def _explore_inputs(builder, spec: dict, codes: dict) -> None:
     """The start structures, exploration settings and pw.x labelling of an exploration-mode loop."""
     from aiida_reactmlip.specs.builders import structures_from_atoms
@@ -207,9 +232,11 @@ def _explore_inputs(builder, spec: dict, codes: dict) -> None:
     builder.label.options = dft_options(int(label.get("pw_processes", 1)), 3600)
 
 
-def loop_builder(spec: dict, seed: int, strategy: str | None = None, datasets: dict | None = None):
+def loop_builder(spec: dict, seed: int, strategy: str | None = None, datasets: dict | None = None,
+                 finetune_seed: int | None = None):
     """A builder of ActiveLearningWorkChain for one seed of a loop spec (``strategy`` overrides the spec's,
-    e.g. 'random' for the baseline with the same budget, seed and fine-tuning)."""
+    e.g. 'random' for the baseline with the same budget, seed and fine-tuning; ``finetune_seed`` seeds the
+    fine-tunes apart from the selection; ``datasets`` may hold a ``test`` set)."""
     from aiida_reactmlip.workflows.active_learning import ActiveLearningWorkChain
 
     codes = local_codes(spec.get("computer"))
@@ -221,6 +248,8 @@ def loop_builder(spec: dict, seed: int, strategy: str | None = None, datasets: d
         builder[key] = node
     builder.strategy = orm.Str(strategy or spec["strategy"])
     builder.seed = orm.Int(int(seed))
+    if finetune_seed is not None:
+        builder.finetune_seed = orm.Int(int(finetune_seed))
     for key, kind in SCALAR_INPUTS:
         if key.startswith("target") and spec.get("run_to_budget"):
             continue  # run_to_budget: the target only scores the comparison, every loop spends the budget

@@ -118,6 +118,12 @@ class ActiveLearningWorkChain(WorkChain):
         spec.input("seed", valid_type=orm.Int, default=lambda: orm.Int(0),
                    help="Seeds selection (seed + round), fine-tunes and MD.")
         # stopping
+        spec.input("finetune_seed", valid_type=orm.Int, required=False,
+                   help="Seeds the fine-tunes (committee members: derived from it); default: seed. Varied apart "
+                   "from seed, it separates the spread due to the selection from that due to training.")
+        spec.input("test", valid_type=LabelledDatasetData, required=False,
+                   help="A test set, evaluated every round beside the validation set and reported "
+                   "(summary test_force_mae); it never decides when to stop.")
         spec.input("target_force_mae", valid_type=orm.Float, required=False, help="Stop at this force MAE (eV/Å).")
         spec.input("target_energy_mae", valid_type=orm.Float, required=False,
                    help="Stop at this energy MAE (eV/atom); with both targets, both must be met.")
@@ -170,7 +176,8 @@ class ActiveLearningWorkChain(WorkChain):
                     help="rounds (round, n_labels, n_new, force_mae eV/Å, energy_mae_per_atom eV/atom, selected, "
                     "strategy, seconds), stop_reason, settings.")
         spec.output_namespace("rounds", valid_type=orm.Data, dynamic=True,
-                              help="round_<ii>: pool, selected, scores, labels, model, metrics.")
+                              help="round_<ii>: pool, selected, scores, labels, model, metrics, test_metrics "
+                              "(with a test set).")
         for status, label, message in EXIT_CODES:
             spec.exit_code(status, label, message=message)
 
@@ -208,6 +215,10 @@ class ActiveLearningWorkChain(WorkChain):
             inputs["settings"] = self.inputs.evaluate_settings
         return self.submit(EvaluateCalculation, **inputs)
 
+    def _finetune_seed(self) -> int:
+        """The seed of the fine-tunes: ``finetune_seed``, or ``seed`` when not given."""
+        return int(self.inputs.finetune_seed.value if "finetune_seed" in self.inputs else self.inputs.seed.value)
+
     def _optional(self, name: str):
         """The value of the optional input ``name``, or None."""
         return self.inputs[name].value if name in self.inputs else None
@@ -244,7 +255,7 @@ class ActiveLearningWorkChain(WorkChain):
     def run_initial_finetune(self):
         self.ctx.strategy_used = "initial dataset"
         self.ctx.n_new = self.ctx.labels.n_frames
-        node = self._submit_finetune(self.ctx.labels, int(self.inputs.seed.value), self._label("finetune"))
+        node = self._submit_finetune(self.ctx.labels, self._finetune_seed(), self._label("finetune"))
         self.report(f"round 0: fine-tuning on the {self.ctx.labels.n_frames} initial labels: <{node.pk}>")
         return ToContext(finetune=node)
 
@@ -317,7 +328,7 @@ class ActiveLearningWorkChain(WorkChain):
     def run_committee(self):
         """Members 1..n-1: the base model fine-tuned with other seeds (or on bootstrap resamples) of the labels."""
         futures = {}
-        seed = int(self.inputs.seed.value)
+        seed = self._finetune_seed()
         for member in range(1, self.inputs.committee_size.value):
             training = self.ctx.labels
             member_seed = seed + 7919 * member
@@ -432,7 +443,7 @@ class ActiveLearningWorkChain(WorkChain):
 
     def run_finetune(self):
         start = self.ctx.model if self.inputs.finetune_from.value == "previous" else None
-        node = self._submit_finetune(self.ctx.labels, int(self.inputs.seed.value), self._label("finetune"), start)
+        node = self._submit_finetune(self.ctx.labels, self._finetune_seed(), self._label("finetune"), start)
         self.report(f"round {self.ctx.round}: fine-tuning on {self.ctx.labels.n_frames} labels <{node.pk}>")
         return ToContext(finetune=node)
 
@@ -447,7 +458,25 @@ class ActiveLearningWorkChain(WorkChain):
 
     def run_validation(self):
         node = self._submit_evaluate(self.ctx.model, self.inputs.validation, self._label("evaluate"))
+        if "test" in self.inputs:
+            test = self._submit_evaluate(self.ctx.model, self.inputs.test, self._label("evaluate_test"))
+            return ToContext(validation=node, test=test)
         return ToContext(validation=node)
+
+    def _test_metrics(self):
+        """Metrics of this round's model on the test set (an output of the round), or None without a test set;
+        an exit code when its evaluation failed."""
+        if "test" not in self.inputs:
+            return None
+        node = self.ctx.test
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_EVALUATION_FAILED.format(
+                round=self.ctx.round, message=f"evaluate (test set) <{node.pk}> [{node.exit_status}] "
+                f"{node.exit_message}")
+        metrics = compute_metrics(self.inputs.test, node.outputs.predictions, self.inputs.metrics_settings,
+                                  self.ctx.model, metadata={"call_link_label": self._label("test_metrics")})
+        self._out_round("test_metrics", metrics)
+        return metrics
 
     def inspect_validation(self):
         node = self.ctx.validation
@@ -457,6 +486,9 @@ class ActiveLearningWorkChain(WorkChain):
         metrics = compute_metrics(self.inputs.validation, node.outputs.predictions, self.inputs.metrics_settings,
                                   self.ctx.model, metadata={"call_link_label": self._label("metrics")})
         self._out_round("metrics", metrics)
+        test_metrics = self._test_metrics()
+        if test_metrics is not None and not isinstance(test_metrics, orm.Dict):
+            return test_metrics  # the exit code of a failed test-set evaluation
         force_mae = metrics.get("force_mae")
         energy_mae = metrics.get("energy_mae_per_atom")
         pool_left = None
@@ -485,6 +517,9 @@ class ActiveLearningWorkChain(WorkChain):
             "model_uuid": self.ctx.model.uuid,
             "metrics_pk": metrics.pk,
         }
+        if test_metrics is not None:
+            row["test_force_mae"] = test_metrics.get("force_mae")
+            row["test_energy_mae_per_atom"] = test_metrics.get("energy_mae_per_atom")
         if self.ctx.round:
             row["selected"] = self.ctx.selected.get_list()
         self._progress(row)
@@ -505,6 +540,8 @@ class ActiveLearningWorkChain(WorkChain):
             "committee_size": self.inputs.committee_size.value,
             "committee_mode": self.inputs.committee_mode.value,
             "seed": self.inputs.seed.value,
+            "finetune_seed": self._finetune_seed(),
+            "test_uuid": self.inputs.test.uuid if "test" in self.inputs else None,
             "finetune_from": self.inputs.finetune_from.value,
             "target_force_mae": self._optional("target_force_mae"),
             "target_energy_mae": self._optional("target_energy_mae"),
@@ -519,6 +556,8 @@ class ActiveLearningWorkChain(WorkChain):
             key = f"{row['round']:02d}"
             outputs = self.ctx.round_nodes[round_key(row["round"])]
             nodes[f"metrics_{key}"] = outputs["metrics"]
+            if "test_metrics" in outputs:
+                nodes[f"test_metrics_{key}"] = outputs["test_metrics"]
             if "selected" in outputs:
                 nodes[f"selected_{key}"] = outputs["selected"]
             if "labels" in outputs:

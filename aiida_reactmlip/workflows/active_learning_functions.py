@@ -106,8 +106,9 @@ def bootstrap_indices(n_frames: orm.Int, seed: orm.Int) -> orm.List:
 @calcfunction
 def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
     """The error curve of the loop: one row per round from the round's ``metrics_<ii>`` (compute_metrics
-    output), ``selected_<ii>`` (List) and ``labels_<ii>`` (dataset) nodes, with ``info`` (loop settings,
-    stop reason, wall seconds per round)."""
+    output on the validation set), ``test_metrics_<ii>`` (on the test set, when the loop has one),
+    ``selected_<ii>`` (List) and ``labels_<ii>`` (dataset) nodes, with ``info`` (loop settings, stop reason,
+    wall seconds per round). Errors in eV/Å (forces) and eV/atom (energies)."""
     data = info.get_dict()
     rows = []
     for row in data.pop("rounds"):
@@ -118,6 +119,11 @@ def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
         row["energy_mae_per_atom"] = metrics.get("energy_mae_per_atom")
         row["force_rmse"] = metrics.get("force_rmse")
         row["metrics_uuid"] = nodes[f"metrics_{key}"].uuid
+        if f"test_metrics_{key}" in nodes:  # the test set: reported, never used to stop
+            test = nodes[f"test_metrics_{key}"].get_dict()
+            row["test_force_mae"] = test.get("force_mae")
+            row["test_energy_mae_per_atom"] = test.get("energy_mae_per_atom")
+            row["test_metrics_uuid"] = nodes[f"test_metrics_{key}"].uuid
         if f"selected_{key}" in nodes:
             row["selected"] = nodes[f"selected_{key}"].get_list()
         labels = nodes.get(f"labels_{key}")
@@ -127,4 +133,7 @@ def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
     data["n_labels"] = [r["n_labels"] for r in rows]
     data["force_mae"] = [r["force_mae"] for r in rows]
     data["energy_mae_per_atom"] = [r["energy_mae_per_atom"] for r in rows]
+    if rows and all("test_force_mae" in r for r in rows):
+        data["test_force_mae"] = [r["test_force_mae"] for r in rows]
+        data["test_energy_mae_per_atom"] = [r["test_energy_mae_per_atom"] for r in rows]
     return orm.Dict(data)

@@ -107,7 +107,21 @@ def validate_inputs(inputs, _):
         if shared:
             return (f"label_pool pk {pool.pk} and validation pk {validation.pk} share {len(shared)} DFT label(s): "
                     "the validation set must be held out of the pool")
-    else:
+    if "test" in inputs:
+        test = inputs["test"]
+        datasets["test"] = test
+        if not test.base.attributes.get("has_forces", 0):
+            return f"test dataset pk {test.pk} has no DFT forces: the loop's error is a force MAE"
+        held_from = {"validation": validation, **({"label_pool": inputs["label_pool"]} if oracle else {})}
+        for name, other in held_from.items():
+            if test.uuid == other.uuid:
+                return (f"test pk {test.pk} is also the {name.replace('label_', '')}: the test set must be "
+                        "separate from it")
+            shared = {u for u in test.source_uuids if u} & {u for u in other.source_uuids if u}
+            if shared:
+                return (f"test pk {test.pk} and {name} pk {other.pk} share {len(shared)} DFT label(s): the test "
+                        f"set must be separate from the {name.replace('label_', '')}")
+    if not oracle:
         if "start_dataset" in inputs:
             datasets["start_dataset"] = inputs["start_dataset"]
         if not any(key in inputs for key in ("md", "rattle", "neb")):

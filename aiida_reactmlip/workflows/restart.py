@@ -68,6 +68,10 @@ class RunnerBaseWorkChain(BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(cls._process_class, namespace=cls._namespace)
         spec.expose_outputs(cls._process_class)
+        # aiida-core 2.9.4: a daemon worker killed between a job's upload and its submission makes the reloaded
+        # CalcJob skip the upload and finish ok without ``remote_folder``, every result of the job there
+        # (docs/reliability.md); that must not fail the WorkChain (exit 11) and cost the user the job.
+        spec.outputs["remote_folder"].required = False
         spec.outline(
             cls.setup,
             while_(cls.should_run_process)(cls.run_process, cls.inspect_process),

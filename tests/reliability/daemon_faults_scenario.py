@@ -107,7 +107,13 @@ def inject(profile: str, point: str, how: str, marks_file, workchains, used: set
     import daemon_jobs as jobs
 
     fault["in_transit"] = jobs.in_transit()  # CalcJobs a kill may catch between upload, submission and job id
-    pids = worker_pids(profile)
+    try:  # circus may report no worker for a moment (e.g. just after the previous fault's respawn)
+        pids = wait_for_workers(profile, WORKERS, timeout=60)
+    except TimeoutError:
+        pids = worker_pids(profile)
+    if not pids:
+        fault["missed_because"] = "circus reported no daemon worker to kill"
+        return fault
     start = time.time()
     if how == "restart":
         fault["restart"] = restart_daemon(profile)
@@ -328,6 +334,7 @@ def main(repository_dir: str, size: str) -> dict:
             "pw_calcjobs": pw_totals.get("calcjobs", 0), "pw_cached": pw_totals.get("cached", 0),
             "pw_starts": pw_totals.get("executable_starts", 0), "pw_repeated": pw_totals.get("repeated", 0),
             "pw_never_started": pw_totals.get("never_started", 0),
+            "pw_killed_before_start": pw_totals.get("killed_before_start", 0),
             "finetune_calcjobs": ft_totals.get("calcjobs",
                                                0), "finetune_starts": ft_totals.get("executable_starts", 0),
             "finetunes_repeated": ft_totals.get("repeated", 0)
@@ -340,12 +347,14 @@ def main(repository_dir: str, size: str) -> dict:
             "labels_duplicated": sum(a["duplicated"] for a in result["labels_accounting"]),
             "pw_calcjobs_per_structure_max": max(max(a["pw_calcjobs_per_structure"] or [0])
                                                  for a in result["labels_accounting"]),
+            "pw_reruns_after_success": sum(a.get("pw_reruns_after_success", 0) for a in result["labels_accounting"]),
             "shared_workdirs": accounting["shared_workdirs"], "unknown_workdirs": len(accounting["unknown_workdirs"]),
             "in_transit_at_a_fault": len(in_transit),
             "repeated_outside_transit": sum(max(0, row["starts"] - 1) for row in accounting["rows"]
                                             if row["uuid"] not in in_transit),
             "no_remote_folder_outside_transit": len(set(accounting["finished_ok_without_remote_folder"]) - in_transit),
             "duplicate_job_ids": accounting["duplicate_job_ids"], "aiida_out_files": accounting["aiida_out_files"],
+            "resubmissions_not_run": accounting["resubmissions_not_run"],
         }
         result["node_uuids"] = {"labels": [n.uuid for n in labels], "finetunes": [n.uuid for n in finetunes],
                                 "pause_play": paused_workchain.uuid, "killed": kill_nodes[0].uuid,

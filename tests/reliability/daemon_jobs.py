@@ -184,13 +184,15 @@ def job_accounting(marks_file: pathlib.Path) -> dict:
     totals: dict[str, dict] = {}
     for row in rows:
         total = totals.setdefault(row["label"], {"calcjobs": 0, "cached": 0, "executable_starts": 0,
-                                                 "repeated": 0,
-                                                 "never_started": 0})
+                                                 "repeated": 0, "never_started": 0, "killed_before_start": 0})
         total["calcjobs"] += 1
         total["cached"] += bool(row["cached_from"])
         total["executable_starts"] += row["starts"]
         total["repeated"] += max(0, row["starts"] - 1)
-        total["never_started"] += int(not row["cached_from"] and row["starts"] == 0)
+        unstarted = not row["cached_from"] and row["starts"] == 0
+        # `verdi process kill` may catch a CalcJob before its executable started: not a fault of the run
+        total["killed_before_start"] += int(unstarted and row["state"] == "killed")
+        total["never_started"] += int(unstarted and row["state"] != "killed")
     job_ids = [row["job_id"] for row in rows if not row["cached_from"] and row["job_id"]]
     return {
         "rows": rows,
@@ -198,13 +200,25 @@ def job_accounting(marks_file: pathlib.Path) -> dict:
         "shared_workdirs": len(own_workdirs) - len(set(own_workdirs)),
         "unknown_workdirs": sorted(set(starts) - set(own_workdirs)),
         "duplicate_job_ids": len(job_ids) - len(set(job_ids)),
-        "aiida_out_files": sum(1 for w in own_workdirs if w and (pathlib.Path(w) / "aiida.out").exists()),
+        "aiida_out_files": sum(1 for row in rows if not row["cached_from"] and row["workdir"]
+                               and (row["starts"] or row["state"] != "killed")
+                               and (pathlib.Path(row["workdir"]) / "aiida.out").exists()),
+        # second submissions of one job script that the localhost computer's run-once guard ended unrun
+        "resubmissions_not_run": sum(1 for w in own_workdirs if w and _guard_stopped(pathlib.Path(w))),
         # aiida-core 2.9.4: a worker killed after a job's upload but before the next checkpoint; the
         # reloaded process
         # skips the upload ("already marked as UNSTASHING") and never attaches the remote_folder output
         "finished_ok_without_remote_folder": sorted(row["uuid"] for row in rows
                                                     if row["exit_status"] == 0 and not row["remote_folder"]),
     }
+
+
+def _guard_stopped(workdir: pathlib.Path) -> bool:
+    """Whether the run-once guard ended a second submission of the job in ``workdir`` (its stderr says so)."""
+    from aiida_reactmlip.provision import RUN_ONCE_MESSAGE
+
+    stderr = workdir / "_scheduler-stderr.txt"
+    return stderr.exists() and RUN_ONCE_MESSAGE in stderr.read_text(errors="replace")
 
 
 def label_accounting(workchain, expected_names: list[str]) -> dict:
@@ -214,12 +228,17 @@ def label_accounting(workchain, expected_names: list[str]) -> dict:
 
     node = orm.load_node(workchain.pk)
     per_structure = {}
+    reruns_after_success = 0
     for base in node.called:
-        calcs = [c for c in base.called_descendants if isinstance(c, orm.CalcJobNode)]
+        calcs = sorted((c for c in base.called_descendants if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
         per_structure[base.pk] = len(calcs)
+        # a second pw.x for one structure is right only after a first that gave no usable result (killed,
+        # failed, or finished without its remote_folder: restart_once of reactmlip.label)
+        reruns_after_success += sum(1 for c in calcs[:-1] if c.is_finished_ok and "remote_folder" in c.outputs)
     result = {"uuid": node.uuid, "pk": node.pk, "exit_status": node.exit_status,
               "expected_frames": len(expected_names),
-              "pw_calcjobs_per_structure": sorted(per_structure.values())}
+              "pw_calcjobs_per_structure": sorted(per_structure.values()),
+              "pw_reruns_after_success": reruns_after_success}
     if "dataset" in node.outputs:
         dataset = node.outputs.dataset
         names = [info.get("name") for info in dataset.frames.info]

@@ -69,9 +69,12 @@ def render_faults(record: dict) -> str:
         ["jobs run twice whose submission no kill interrupted", f"**{summary['repeated_outside_transit']}** "
          f"({summary['in_transit_at_a_fault']} CalcJob(s) were uploading or submitting at a kill)"],
         ["CalcJobs finished ok without `remote_folder` (all interrupted between upload and submission)",
-         f"{summary['calcjobs_ok_without_remote_folder']}, labels lost by it "
+         f"{summary['calcjobs_ok_without_remote_folder']}, frames whose PwBaseWorkChain failed on it "
          f"{summary['labels_lost_without_remote_folder']}"],
-        ["pw.x CalcJobs per labelled structure (max)", summary["pw_calcjobs_per_structure_max"]],
+        ["job scripts submitted twice whose second submission the run-once guard ended unrun",
+         summary.get("resubmissions_not_run", "not measured (before the guard)")],
+        ["pw.x CalcJobs per labelled structure (max; 2: a first that gave nothing usable, run once more)",
+         summary["pw_calcjobs_per_structure_max"]],
         ["fine-tune CalcJobs / runner starts / repeated",
          f"{summary['finetune_calcjobs']} / {summary['finetune_starts']} "
          f"/ **{summary['finetunes_repeated']}**"],

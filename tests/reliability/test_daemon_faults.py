@@ -6,6 +6,7 @@ every label must arrive once. The scenario runs in its own process (``daemon_fau
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import pytest
@@ -29,20 +30,25 @@ def check_faults(result: dict, min_faults: int) -> None:
     assert result["phase1_all_terminated"] is True
     assert result["workers_after_incr"] == result["workers"] + 1
 
-    # Nothing ran twice, except a job whose submission a kill interrupted: aiida-core stores the
-    # scheduler's job id
-    # only after the scheduler accepted the job, so a worker killed in between makes the reloaded
-    # process submit
-    # again (same working directory, same inputs). Every other job: one executable start per working
-    # directory.
+    # Nothing ran twice. aiida-core stores the scheduler's job id only after the scheduler accepted the job,
+    # so a worker killed in between makes the reloaded process submit again (same working directory, same
+    # inputs); the localhost computer's run-once guard ends that second submission without running it.
+    # Every job: one executable start per working directory.
     assert summary["repeated_outside_transit"] == 0, result["calcjobs"]
     assert summary["pw_repeated"] + summary["finetunes_repeated"] <= summary["in_transit_at_a_fault"]
+    if "resubmissions_not_run" in summary:  # since the localhost computer's run-once guard: no pw.x twice
+        assert summary["pw_repeated"] == 0, result["calcjobs"]
     assert summary["pw_never_started"] == 0
-    assert summary["pw_starts"] == summary["pw_calcjobs"] - summary["pw_cached"] + summary["pw_repeated"]
-    assert summary["aiida_out_files"] == summary["pw_calcjobs"] - summary["pw_cached"]
+    killed_unstarted = summary.get("pw_killed_before_start", 0)  # `verdi process kill` came first
+    assert summary["pw_starts"] == \
+        summary["pw_calcjobs"] - summary["pw_cached"] - killed_unstarted + summary["pw_repeated"]
+    assert summary["aiida_out_files"] == summary["pw_calcjobs"] - summary["pw_cached"] - killed_unstarted
     assert summary["finetune_calcjobs"] == result["finetunes"]
     assert summary["finetune_starts"] == summary["finetune_calcjobs"] + summary["finetunes_repeated"]
-    assert summary["pw_calcjobs_per_structure_max"] == 1
+    # one pw.x per structure, or two when the first gave nothing usable (a kill made it fail or lose its
+    # remote_folder; reactmlip.label restarts such a pw.x once): never a second after a good first
+    assert summary["pw_calcjobs_per_structure_max"] <= 2, result["labels_accounting"]
+    assert summary.get("pw_reruns_after_success", 0) == 0, result["labels_accounting"]
     assert (summary["shared_workdirs"], summary["unknown_workdirs"], summary["duplicate_job_ids"]) == (0, 0,
                                                                                                        0)
     assert summary["labels_duplicated"] == 0
@@ -102,7 +108,13 @@ def test_daemon_faults(tmp_path):
     missing = services_missing()
     assert missing is None, missing
     result = run_scenario(SCENARIO, [str(tmp_path / "repository"), "--size", "small"], tmp_path, timeout=900)
-    check_faults(result, min_faults=2)
+    try:
+        check_faults(result, min_faults=2)
+    except AssertionError as failure:  # what a failure in CI needs to be understood: the whole account
+        raise AssertionError(f"{failure}\nsummary: {json.dumps(result['summary'])}\n"
+                             f"faults: {json.dumps(result['faults'], default=str)}\n"
+                             f"calcjobs: {json.dumps(result.get('calcjobs'), default=str)}\n"
+                             f"labels: {json.dumps(result.get('labels_accounting'), default=str)}") from failure
 
 
 def test_faults_block_of_reliability_page_is_its_json():
