@@ -142,3 +142,13 @@ def test_loop_reports_the_test_set_and_seeds_its_finetunes_apart(codes, registry
     assert [f.inputs.finetune.parameters["seed"] for f in finetune] == [11]
     select = [p for p in node.called_descendants if p.process_label == "select_candidates"]
     assert select and all(p.inputs.parameters["seed"] == 3 + 1 for p in select)
+
+
+def test_the_shipped_protocol_file_meets_the_protocol():
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[2] / "workchains" / "loop-ch4-protocol.yaml"
+    spec = load_loop_spec(path)
+    plan = evidence_plan(spec["evidence"], spec["strategy"])
+    assert (len(plan["splits"]), len(plan["runs"]), plan["runs"][0]["strategies"]) == \
+        (3, 30, ["committee", "random", "fps"])
