@@ -81,21 +81,18 @@ def run(frames: int | None = None, repeat: int | None = None, console=None,
     seconds, _ = repeat_timed(frames.to_atoms, repeat)
     steps["Frames.to_atoms"] = summarize(seconds)
 
+    formats = {"extxyz": ("frames.extxyz", write_extxyz, read_extxyz),
+               "frames_npz": ("frames.npz", write_frames_npz, read_frames_npz)}
+    file_bytes, identical = {}, {}
     with tempfile.TemporaryDirectory(prefix="reactmlip-bench-") as tmp:
-        path = os.path.join(tmp, "frames.extxyz")
-        seconds, _ = repeat_timed(lambda: write_extxyz(frames, path), repeat)
-        steps["write_extxyz"] = summarize(seconds)
-        size_bytes = os.path.getsize(path)
-        seconds, back = repeat_timed(lambda: read_extxyz(path), repeat)
-        steps["read_extxyz"] = summarize(seconds)
-        archive = os.path.join(tmp, "frames.npz")
-        seconds, _ = repeat_timed(lambda: write_frames_npz(frames, archive), repeat)
-        steps["write_frames_npz"] = summarize(seconds)
-        npz_bytes = os.path.getsize(archive)
-        seconds, back_npz = repeat_timed(lambda: read_frames_npz(archive), repeat)
-        steps["read_frames_npz"] = summarize(seconds)
-    extxyz_identical = bool(back.identical(frames))
-    npz_identical = bool(back_npz.identical(frames))
+        for name, (filename, write, read) in formats.items():
+            path = os.path.join(tmp, filename)
+            seconds, _ = repeat_timed(lambda write=write, path=path: write(frames, path), repeat)
+            steps[f"write_{name}"] = summarize(seconds)
+            file_bytes[name] = os.path.getsize(path)
+            seconds, back = repeat_timed(lambda read=read, path=path: read(path), repeat)
+            steps[f"read_{name}"] = summarize(seconds)
+            identical[name] = bool(back.identical(frames))
 
     seconds, _ = repeat_timed(lambda: LabelledDatasetData(frames=frames), repeat)
     steps["LabelledDatasetData(frames)"] = summarize(seconds)
@@ -133,14 +130,14 @@ def run(frames: int | None = None, repeat: int | None = None, console=None,
         },
         "results": {
             "steps": steps,
-            "extxyz_file_bytes": size_bytes,
+            "extxyz_file_bytes": file_bytes["extxyz"],
             "node_repository_bytes": repository_bytes,
-            "npz_file_bytes": npz_bytes,
-            "extxyz_roundtrip_identical": extxyz_identical,
-            "npz_roundtrip_identical": npz_identical,
+            "npz_file_bytes": file_bytes["frames_npz"],
+            "extxyz_roundtrip_identical": identical["extxyz"],
+            "npz_roundtrip_identical": identical["frames_npz"],
             "node_roundtrip_identical": node_identical,
         },
-        "ok": extxyz_identical and npz_identical and node_identical,
+        "ok": all(identical.values()) and node_identical,
     }
 
 

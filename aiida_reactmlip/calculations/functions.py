@@ -10,6 +10,7 @@ from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.frames import Frames
 from aiida_reactmlip.metrics import compare
 from aiida_reactmlip.metrics.by_system import frame_groups, system_metrics
+from aiida_reactmlip.metrics.learning_curves import scan_energy_errors
 
 #: 1 eV/Å^3 in GPa.
 EV_PER_A3_IN_GPA = 160.21766208
@@ -111,7 +112,9 @@ def build_labelled_dataset(frame_info: orm.Dict, **nodes) -> LabelledDatasetData
 def compute_metrics(
     dataset: LabelledDatasetData, predictions: orm.ArrayData, settings: orm.Dict, model: orm.Data | None = None
 ) -> orm.Dict:
-    """Error metrics of MLIP ``predictions`` against the DFT labels of ``dataset``.
+    """Error metrics of MLIP ``predictions`` against the DFT labels of ``dataset``: energies, forces, stress,
+    per system, the reactive quantities of its systems (barriers, adsorption energies) and, where it holds a
+    bond scan, the stretch energy error (``scans``, ``scan_energy_mae`` in eV).
 
     ``settings``: ``energy_reference`` ('relative:min', 'relative:mean' or 'elemental_fit').
     Energies are never compared as raw totals (different DFT set-ups): see :mod:`aiida_reactmlip.metrics`.
@@ -131,6 +134,9 @@ def compute_metrics(
     result = compare(dft, pred, n_atoms=frames.n_atoms, groups=frame_groups(frames), reference=reference,
                      numbers=numbers, train_mask=train_mask)
     result.update(system_metrics(frames, pred, reference))
+    scans = scan_energy_errors(frames.info, frames.energies, pred["energies"])
+    if scans["scans"]:  # a bond scan: its stretch (dissociation) energy, the scan's reactive quantity
+        result.update(scans)
     if model is not None:
         result.update({"model_name": model.model_name, "model_family": model.family, "model_uuid": model.uuid,
                        "model_sha256": model.sha256})

@@ -24,15 +24,22 @@ def cmd_loop():
     """Active learning: the MLIP explores, DFT labels the few configurations that matter."""
 
 
+#: reactive errors of a round (eV) -> their label on a progress line (printed in meV)
+REACTIVE_LABELS = {"barrier_mae": "barrier", "reaction_energy_mae": "reaction ΔE",
+                   "adsorption_energy_mae": "adsorption E", "scan_energy_mae": "scan ΔE"}
+
+
 def format_row(row: dict, prefix: str = "") -> str:
-    """One progress line of a round: labels used, error, time."""
+    """One progress line of a round: labels used, error (and the reactive errors the sets allow), time."""
     energy = row.get("energy_mae_per_atom")
     energy_text = f"  energy MAE {energy:.4f} eV/atom" if energy is not None else ""
     force = row.get("force_mae")
     force_text = f"{force:.4f}" if force is not None else "-"
+    reactive = [f"{label} {1000 * row[key]:.0f}" for key, label in REACTIVE_LABELS.items() if row.get(key) is not None]
+    reactive_text = f"  |err| {', '.join(reactive)} meV" if reactive else ""
     new = f" (+{row['n_new']}, {row['strategy']})" if row.get("round") else f" ({row.get('strategy')})"
     return (f"{prefix}round {row['round']}: {row['n_labels']:3d} DFT labels{new}  force MAE {force_text} eV/Å"
-            f"{energy_text}  {row.get('seconds', 0):.1f} s")
+            f"{energy_text}{reactive_text}  {row.get('seconds', 0):.1f} s")
 
 
 def run_loop_with_progress(builder, echo, prefix: str = "", interval: float = 1.0):
@@ -131,12 +138,31 @@ def _describe_loop(spec: dict) -> None:
                f"k {spec.get('k', 4)}; seeds {spec['seeds']}; stop at {stops}")
 
 
-def _run_loops(spec: dict, file, cache: bool) -> dict[str, list]:
-    """Every (seed, strategy) loop of ``spec`` in this interpreter, printing each round; the nodes by strategy."""
+def _caching(cache: bool):
+    """A context in which the loop's calculations come from the cache when ``cache`` is set."""
     import contextlib
 
     from aiida.manage.caching import enable_caching
 
+    stack = contextlib.ExitStack()
+    if cache:
+        for identifier in CACHED_IDENTIFIERS:
+            stack.enter_context(enable_caching(identifier=identifier))
+    return stack
+
+
+def _run_one_loop(builder, header: str, extras: dict):
+    """One ActiveLearningWorkChain, printing each round under ``header``; ``extras`` are set on its node."""
+    click.echo(header)
+    node = run_loop_with_progress(builder, click.echo, prefix="  ")
+    node.base.extras.set_many(extras)
+    check_finished(node, hint="; run the same command again to resume (finished jobs come from the cache)")
+    click.echo(f"  stopped: {node.outputs.summary['stop_reason']}; ActiveLearningWorkChain pk {node.pk}")
+    return node
+
+
+def _run_loops(spec: dict, file, cache: bool) -> dict[str, list]:
+    """Every (seed, strategy) loop of ``spec`` in this interpreter, printing each round; the nodes by strategy."""
     from aiida_reactmlip.specs.loop import loop_builder, loop_datasets
 
     if "evidence" in spec:
@@ -148,42 +174,27 @@ def _run_loops(spec: dict, file, cache: bool) -> dict[str, list]:
     described = ", ".join(f"{key} pk {node.pk} ({node.n_frames} frames)" for key, node in datasets.items())
     click.echo(f"datasets: {described}")
     nodes: dict[str, list] = {strategy: [] for strategy in spec["strategies"]}
-    with contextlib.ExitStack() as stack:
-        if cache:
-            for identifier in CACHED_IDENTIFIERS:
-                stack.enter_context(enable_caching(identifier=identifier))
+    with _caching(cache):
         for seed in spec["seeds"]:
             for strategy in spec["strategies"]:
-                builder = loop_builder(spec, seed, strategy=strategy, datasets=datasets)
-                click.echo(f"[{strategy}, seed {seed}]")
-                node = run_loop_with_progress(builder, click.echo, prefix="  ")
-                node.base.extras.set("loop_spec", spec["name"])
+                extras = {"loop_spec": spec["name"]}
                 if spec.get("target_force_mae") is not None:  # scores the comparison, also with run_to_budget
-                    node.base.extras.set(TARGET_EXTRA, float(spec["target_force_mae"]))
+                    extras[TARGET_EXTRA] = float(spec["target_force_mae"])
                 if strategy == "random" and strategy != spec["strategy"]:
-                    node.base.extras.set(BASELINE_EXTRA, nodes[spec["strategy"]][-1].uuid)
-                check_finished(node, hint="; run the same command again to resume (finished jobs come from the cache)")
-                summary = node.outputs.summary.get_dict()
-                click.echo(f"  stopped: {summary['stop_reason']}; ActiveLearningWorkChain pk {node.pk}")
-                nodes[strategy].append(node)
+                    extras[BASELINE_EXTRA] = nodes[spec["strategy"]][-1].uuid
+                builder = loop_builder(spec, seed, strategy=strategy, datasets=datasets)
+                nodes[strategy].append(_run_one_loop(builder, f"[{strategy}, seed {seed}]", extras))
     return nodes
 
 
 def _run_evidence(spec: dict, file, cache: bool) -> dict[str, list]:
     """Every run of an evidence protocol in this interpreter: per split its datasets, per run every strategy with
     the run's selection and fine-tune seeds; the nodes by strategy, in the plan's order (paired by index)."""
-    import contextlib
-
-    from aiida.manage.caching import enable_caching
-
     from aiida_reactmlip.specs.loop import evidence_datasets, loop_builder
 
     nodes: dict[str, list] = {strategy: [] for strategy in spec["strategies"]}
     datasets_by_split = {}
-    with contextlib.ExitStack() as stack:
-        if cache:
-            for identifier in CACHED_IDENTIFIERS:
-                stack.enter_context(enable_caching(identifier=identifier))
+    with _caching(cache):
         for run in spec["plan"]["runs"]:
             split = spec["plan"]["splits"][run["split"]]
             if run["split"] not in datasets_by_split:
@@ -198,42 +209,52 @@ def _run_evidence(spec: dict, file, cache: bool) -> dict[str, list]:
                 builder = loop_builder(spec, run["selection_seed"], strategy=strategy,
                                        datasets=datasets_by_split[run["split"]], finetune_seed=run["finetune_seed"])
                 builder.metadata.label = (f"loop {spec['name']} {strategy} split {run['split']} run {run['run']}")
-                click.echo(f"[{strategy}, split {run['split']}, run {run['run']}: selection seed "
-                           f"{run['selection_seed']}, fine-tune seed {run['finetune_seed']}]")
-                node = run_loop_with_progress(builder, click.echo, prefix="  ")
-                node.base.extras.set_many({"loop_spec": spec["name"], "evidence_split": run["split"],
-                                           "evidence_run": run["run"]})
-                check_finished(node, hint="; run the same command again to resume (finished jobs come from the cache)")
-                nodes[strategy].append(node)
+                header = (f"[{strategy}, split {run['split']}, run {run['run']}: selection seed "
+                          f"{run['selection_seed']}, fine-tune seed {run['finetune_seed']}]")
+                extras = {"loop_spec": spec["name"], "evidence_split": run["split"], "evidence_run": run["run"]}
+                nodes[strategy].append(_run_one_loop(builder, header, extras))
     return nodes
 
 
-def print_evidence_verdicts(nodes: dict[str, list], spec: dict, echo) -> None:
-    """The protocol's verdicts: the file's strategy against each baseline on the test-set target, paired by
-    run (labels to target, and mean error over the common budget), as measured."""
-    from aiida_reactmlip.metrics.statistics import compare_strategies
+def evidence_verdict_lines(summaries: dict[str, list[dict]], spec: dict, pool_size: int) -> list[str]:
+    """The protocol's verdicts as lines: the file's strategy against each baseline on the test-set target, paired
+    by run (labels to target, and mean error over the common budget), then the mean reactive errors on the test
+    set where every run has them (``test_<reactive metric>`` curves of the loop summaries), as measured.
+
+    ``summaries``: strategy -> the loops' summary dicts, run ``i`` of every strategy paired; ``pool_size``: the
+    label count a run that never reaches the target is counted at."""
+    from aiida_reactmlip.metrics.learning_curves import CURVE_METRICS, REACTIVE_METRICS
+    from aiida_reactmlip.metrics.statistics import compare_mean_errors, compare_strategies
     from aiida_reactmlip.specs.evidence import TARGET_METRICS
 
     target = spec["evidence"]["target"]
     key = {"force_mae": "test_force_mae", "energy_mae": "test_energy_mae_per_atom"}[target["metric"]]
-    curves = {}
-    for strategy, group in nodes.items():
-        curves[strategy] = []
-        for node in group:
-            summary = node.outputs.summary.get_dict()
-            curves[strategy].append((summary["n_labels"], summary[key]))
-    if len(curves) < 2:
-        echo("one strategy only: no comparison")
-        return
-    pool_size = max(node.inputs.label_pool.n_frames for group in nodes.values() for node in group)
+    if len(summaries) < 2:
+        return ["one strategy only: no comparison"]
+    curves = {name: [(s["n_labels"], s[key]) for s in group] for name, group in summaries.items()}
     comparisons = compare_strategies(curves, spec["strategy"], float(target["threshold"]), censor_at=pool_size,
                                      unit=TARGET_METRICS[target["metric"]])
-    echo("")
-    echo(f"evidence, test set, target {target['metric']} <= {target['threshold']:g} "
-         f"{TARGET_METRICS[target['metric']]} (runs never reaching it counted at the pool size, {pool_size}):")
+    lines = ["", (f"evidence, test set, target {target['metric']} <= {target['threshold']:g} "
+                  f"{TARGET_METRICS[target['metric']]} (runs never reaching it counted at the pool size, {pool_size}):")]
     for other, result in comparisons.items():
-        echo(f"  vs {other}: {result['labels_sentence']}")
-        echo(f"  vs {other}: {result['mean_error_sentence']}")
+        lines += [f"  vs {other}: {result['labels_sentence']}", f"  vs {other}: {result['mean_error_sentence']}"]
+    for name in REACTIVE_METRICS:
+        if not all(f"test_{name}" in s for group in summaries.values() for s in group):
+            continue
+        reactive = {strategy: [(s["n_labels"], s[f"test_{name}"]) for s in group]
+                    for strategy, group in summaries.items()}
+        for other, result in compare_mean_errors(reactive, spec["strategy"], unit="eV",
+                                                 what=f"mean {CURVE_METRICS[name][0]}").items():
+            lines.append(f"  vs {other}: {result['mean_error_sentence']}")
+    return lines
+
+
+def print_evidence_verdicts(nodes: dict[str, list], spec: dict, echo) -> None:
+    """:func:`evidence_verdict_lines` of the loops ``nodes`` (strategy -> ActiveLearningWorkChain nodes)."""
+    summaries = {strategy: [node.outputs.summary.get_dict() for node in group] for strategy, group in nodes.items()}
+    pool_size = max(node.inputs.label_pool.n_frames for group in nodes.values() for node in group)
+    for line in evidence_verdict_lines(summaries, spec, pool_size):
+        echo(line)
 
 
 def print_final_table(nodes: dict[str, list], spec: dict, echo) -> None:

@@ -27,11 +27,13 @@ from typing import Any
 __all__ = [
     "CURVE_METRICS",
     "GENERAL_METRICS",
+    "REACTIVE_METRICS",
     "curve_values",
     "forgetting",
     "labels_to_reach",
     "learning_curves",
     "reactive_summary",
+    "reactive_values",
     "relative_change",
     "relative_gain",
     "scan_energy_errors",
@@ -50,6 +52,9 @@ CURVE_METRICS: dict[str, tuple[str, str]] = {
     "adsorption_energy_mae": ("adsorption energy MAE", "eV"),
     "scan_energy_mae": ("bond-scan stretch energy MAE", "eV"),
 }
+
+#: the reactive quantities among :data:`CURVE_METRICS` (eV): what a chemist compares, beside force errors
+REACTIVE_METRICS = ("barrier_mae", "reaction_energy_mae", "adsorption_energy_mae", "scan_energy_mae")
 
 #: metrics followed on the general set for forgetting
 GENERAL_METRICS = ("energy_mae_per_atom", "force_mae")
@@ -146,6 +151,11 @@ def curve_values(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     out = {key: value for key in CURVE_METRICS if (value := _number(metrics.get(key))) is not None}
     out.update(reactive_summary(metrics))
     return out
+
+
+def reactive_values(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """The reactive errors (:data:`REACTIVE_METRICS`, eV) found in one metrics dict; missing ones left out."""
+    return {key: value for key, value in curve_values(metrics).items() if key in REACTIVE_METRICS}
 
 
 def relative_gain(zero_shot: float | None, value: float | None) -> float | None:

@@ -31,6 +31,8 @@ from aiida_reactmlip.metrics.loop import check_curve, labels_to_target
 
 __all__ = [
     "area_under_curve",
+    "compare_mean_errors",
+    "compare_strategies",
     "labels_to_target",
     "mean_band",
     "min_wilcoxon_p",
@@ -239,36 +241,47 @@ def mean_band(curves: Sequence[Curve], confidence: float = 0.95, method: str = "
             "confidence": float(confidence)}
 
 
+def _common_budget(curves: dict[str, Sequence[Curve]]) -> float:
+    """The smallest last label count of all curves; ValueError when the strategies have different run counts."""
+    runs = {name: len(group) for name, group in curves.items()}
+    if len(set(runs.values())) != 1:
+        raise ValueError(f"every strategy needs the same runs to be paired, got {runs}")
+    return min(float(labels[-1]) for group in curves.values() for labels, _ in group)
+
+
+def compare_mean_errors(curves: dict[str, Sequence[Curve]], strategy: str, *, unit: str = "eV", seed: int = 0,
+                        what: str = "mean error") -> dict:
+    """Paired comparisons of ``strategy`` with every other strategy of ``curves`` on the mean error over the
+    common budget (the smallest last label count of all curves; a curve that stopped early keeps its last
+    error up to it): for any error curve, e.g. a reactive one (barrier, reaction or stretch energy, in eV).
+
+    Returns ``{other: {"mean_error": comparison, "budget_labels", "mean_error_sentence"}}``."""
+    budget = _common_budget(curves)
+    means = {name: [area_under_curve(labels, errors, budget, hold_last=True) for labels, errors in group]
+             for name, group in curves.items()}
+    result = {}
+    for other in curves:
+        if other != strategy:
+            comparison = paired_comparison(means[strategy], means[other], seed=seed, names=(strategy, other))
+            result[other] = {"mean_error": comparison, "budget_labels": budget,
+                             "mean_error_sentence": verdict(comparison, f"{what} up to {budget:g} labels", unit)}
+    return result
+
+
 def compare_strategies(curves: dict[str, Sequence[Curve]], strategy: str, target: float, *,
                        censor_at: float, unit: str = "eV/Å", seed: int = 0) -> dict:
     """Paired comparisons of ``strategy`` with every other strategy of ``curves`` (name -> per-run curves,
     run ``i`` of every strategy from the same split and seeds): labels to ``target`` (runs that never reach it
-    censored at ``censor_at``, e.g. the pool size) and the mean error over the common budget (the smallest last
-    label count of all curves; a curve that stopped at its target keeps its last error up to it).
+    censored at ``censor_at``, e.g. the pool size) and the mean error over the common budget
+    (:func:`compare_mean_errors`).
 
     Returns ``{other: {"labels": comparison, "mean_error": comparison, "labels_sentence", "mean_error_sentence"}}``
     (comparisons of :func:`paired_comparison`, sentences of :func:`verdict`); ValueError when the strategies
     have different numbers of runs."""
-    runs = {name: len(group) for name, group in curves.items()}
-    if len(set(runs.values())) != 1:
-        raise ValueError(f"every strategy needs the same runs to be paired, got {runs}")
-    budget = min(float(labels[-1]) for group in curves.values() for labels, _ in group)
-    summaries = {}
-    for name, group in curves.items():
-        summaries[name] = {
-            "labels": [labels_to_target(labels, errors, target) for labels, errors in group],
-            "mean_error": [area_under_curve(labels, errors, budget, hold_last=True) for labels, errors in group],
-        }
-    result = {}
-    for other in curves:
-        if other == strategy:
-            continue
-        names = (strategy, other)
-        labels = paired_comparison(summaries[strategy]["labels"], summaries[other]["labels"], censor_at=censor_at,
-                                   seed=seed, names=names)
-        mean_error = paired_comparison(summaries[strategy]["mean_error"], summaries[other]["mean_error"], seed=seed,
-                                       names=names)
-        result[other] = {"labels": labels, "mean_error": mean_error, "budget_labels": budget,
-                         "labels_sentence": verdict(labels, "labels"),
-                         "mean_error_sentence": verdict(mean_error, f"mean error up to {budget:g} labels", unit)}
+    result = compare_mean_errors(curves, strategy, unit=unit, seed=seed)
+    for other, entry in result.items():
+        labels = paired_comparison([labels_to_target(n, e, target) for n, e in curves[strategy]],
+                                   [labels_to_target(n, e, target) for n, e in curves[other]],
+                                   censor_at=censor_at, seed=seed, names=(strategy, other))
+        entry.update({"labels": labels, "labels_sentence": verdict(labels, "labels")})
     return result

@@ -21,6 +21,7 @@ from aiida_reactmlip.metrics.statistics import (
     paired_comparison,
     verdict,
 )
+from aiida_reactmlip.metrics.learning_curves import REACTIVE_METRICS
 from aiida_reactmlip.report.docs_blocks import REPO_ROOT, markdown_table, provenance
 from aiida_reactmlip.report.plots import _finish, _pyplot
 
@@ -205,6 +206,7 @@ def loop_curve(node) -> dict:
         "target_energy_mae": summary.get("target_energy_mae"),
         "rounds": summary["rounds"],
         "mode": summary.get("mode"),
+        **{metric: summary[metric] for metric in REACTIVE_METRICS if metric in summary},
     }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from aiida_reactmlip.metrics.learning_curves import CURVE_METRICS, REACTIVE_METRICS
 from aiida_reactmlip.report.evidence import loop_curve, write_loop_evidence
 from aiida_reactmlip.report.page import figures, page
 from aiida_reactmlip.report.plots import _finish, _pyplot, _save
@@ -166,9 +167,10 @@ def write_loop_report(
     baselines into ``output``; return the files by name.
 
     Files: ``error_vs_labels.png`` (force MAE, eV/Å, against DFT labels: loop and random on one plot),
-    ``energy_error_vs_labels.png`` (eV/atom), ``selected_per_round.png`` (pool frames on a reaction
-    coordinate with the frames picked in each round), ``thumbnails.png`` (the frames the first loop
-    picked), ``rounds.csv`` and ``index.html``. ``target`` (eV/Å) defaults to the loops' own
+    ``energy_error_vs_labels.png`` (eV/atom), ``<reactive metric>_vs_labels.png`` (e.g.
+    ``scan_energy_mae_vs_labels.png``: the reactive errors the validation set allows, in meV),
+    ``selected_per_round.png`` (pool frames on a reaction coordinate with the frames picked in each round),
+    ``thumbnails.png`` (the frames the first loop picked), ``rounds.csv`` and ``index.html``. ``target`` (eV/Å) defaults to the loops' own
     ``target_force_mae``; with baselines, the labels each needed to reach it are compared
     (:func:`aiida_reactmlip.metrics.loop.compare_to_random`).
     """
@@ -199,6 +201,16 @@ def write_loop_report(
             energy_series, output / "energy_error_vs_labels.png", target=curves[0].get("target_energy_mae"),
             ylabel="energy MAE on the validation set (eV/atom)", title="energy error against DFT labels")
 
+    for metric in REACTIVE_METRICS:  # the reactive errors the validation set allows (eV), plotted in meV
+        reactive_series = {name: [(c["n_labels"], [1000 * e for e in c[metric]]) for c in group if c.get(metric)]
+                           for name, group in zip(series, [curves, base_curves])}
+        reactive_series = {name: points for name, points in reactive_series.items() if points}
+        if reactive_series:
+            label = CURVE_METRICS[metric][0]
+            files[f"{metric}_vs_labels.png"] = plot_error_vs_labels(
+                reactive_series, output / f"{metric}_vs_labels.png", ylabel=f"{label} on the validation set (meV)",
+                title=f"{label} against DFT labels")
+
     comparison = None
     if base_curves and target is not None:
         pairs = min(len(curves), len(base_curves))
@@ -218,7 +230,7 @@ def write_loop_report(
     files["rounds.csv"] = output / "rounds.csv"
     with open(files["rounds.csv"], "w", newline="") as handle:
         columns = ["loop", "round", "strategy", "n_labels", "n_new", "force_mae", "energy_mae_per_atom", "force_rmse",
-                   "seconds", "selected"]
+                   *REACTIVE_METRICS, "seconds", "selected"]
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

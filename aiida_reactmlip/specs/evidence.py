@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from aiida_reactmlip.workflows.active_learning_inputs import COMMITTEE_STRATEGIES
+
 #: Keys of the ``evidence`` section.
 EVIDENCE_KEYS = {"target", "runs", "splits", "validation_fraction", "test_fraction", "group_by", "baselines",
                  "seed"}
@@ -39,8 +41,6 @@ REQUIRED_BASELINES = ("random", "fps")
 TARGET_METRICS = {"force_mae": "eV/Å", "energy_mae": "eV/atom"}
 #: Defaults of the optional keys.
 DEFAULTS = {"validation_fraction": 0.2, "test_fraction": 0.2, "group_by": "auto", "seed": 0}
-#: Strategies that need a committee (as ``workflows.active_learning_inputs.COMMITTEE_STRATEGIES``).
-COMMITTEE_STRATEGIES = ("committee", "committee+fps")
 
 
 def _is_int(value) -> bool:

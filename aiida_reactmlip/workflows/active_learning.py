@@ -38,6 +38,7 @@ from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
 from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
+from aiida_reactmlip.metrics.learning_curves import reactive_values
 from aiida_reactmlip.metrics.loop import labels_this_round, stop_reason
 from aiida_reactmlip.workflows.active_learning_functions import (
     bootstrap_indices,
@@ -517,9 +518,11 @@ class ActiveLearningWorkChain(WorkChain):
             "model_uuid": self.ctx.model.uuid,
             "metrics_pk": metrics.pk,
         }
+        row.update(reactive_values(metrics.get_dict()))
         if test_metrics is not None:
             row["test_force_mae"] = test_metrics.get("force_mae")
             row["test_energy_mae_per_atom"] = test_metrics.get("energy_mae_per_atom")
+            row.update({f"test_{name}": value for name, value in reactive_values(test_metrics.get_dict()).items()})
         if self.ctx.round:
             row["selected"] = self.ctx.selected.get_list()
         self._progress(row)

@@ -8,6 +8,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_reactmlip.data.dataset import LabelledDatasetData
+from aiida_reactmlip.metrics.learning_curves import REACTIVE_METRICS, reactive_values
 
 
 def split_forces(forces: np.ndarray, n_atoms) -> list[np.ndarray]:
@@ -108,7 +109,10 @@ def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
     """The error curve of the loop: one row per round from the round's ``metrics_<ii>`` (compute_metrics
     output on the validation set), ``test_metrics_<ii>`` (on the test set, when the loop has one),
     ``selected_<ii>`` (List) and ``labels_<ii>`` (dataset) nodes, with ``info`` (loop settings, stop reason,
-    wall seconds per round). Errors in eV/Å (forces) and eV/atom (energies)."""
+    wall seconds per round). Errors in eV/Å (forces) and eV/atom (energies); the reactive errors the sets
+    allow (``barrier_mae``, ``reaction_energy_mae``, ``adsorption_energy_mae``, ``scan_energy_mae``, eV; on
+    the test set prefixed ``test_``) per row, and as curves where every round has them."""
+
     data = info.get_dict()
     rows = []
     for row in data.pop("rounds"):
@@ -119,10 +123,12 @@ def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
         row["energy_mae_per_atom"] = metrics.get("energy_mae_per_atom")
         row["force_rmse"] = metrics.get("force_rmse")
         row["metrics_uuid"] = nodes[f"metrics_{key}"].uuid
+        row.update(reactive_values(metrics))
         if f"test_metrics_{key}" in nodes:  # the test set: reported, never used to stop
             test = nodes[f"test_metrics_{key}"].get_dict()
             row["test_force_mae"] = test.get("force_mae")
             row["test_energy_mae_per_atom"] = test.get("energy_mae_per_atom")
+            row.update({f"test_{name}": value for name, value in reactive_values(test).items()})
             row["test_metrics_uuid"] = nodes[f"test_metrics_{key}"].uuid
         if f"selected_{key}" in nodes:
             row["selected"] = nodes[f"selected_{key}"].get_list()
@@ -136,4 +142,7 @@ def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
     if rows and all("test_force_mae" in r for r in rows):
         data["test_force_mae"] = [r["test_force_mae"] for r in rows]
         data["test_energy_mae_per_atom"] = [r["test_energy_mae_per_atom"] for r in rows]
+    for name in (*REACTIVE_METRICS, *(f"test_{name}" for name in REACTIVE_METRICS)):
+        if rows and all(name in r for r in rows):
+            data[name] = [r[name] for r in rows]
     return orm.Dict(data)
