@@ -37,6 +37,7 @@ DESCRIPTION = "pw.x labels per hour: reactmlip.label (AiiDA) vs the same inputs 
 DEFAULT_FRAMES = 4  # Cu slab frames (the H2 scan always has its 7)
 GOAL = 0.95
 COMMAND = "python -m benchmarks.label_throughput --write-docs"
+PW_PROCESS_TYPE = "aiida.calculations:quantumespresso.pw"
 ENERGY_LINE = re.compile(r"^!\s+total energy\s+=\s+(-?\d+\.\d+) Ry", re.MULTILINE)
 
 
@@ -87,7 +88,6 @@ def run(frames: int | None = None, console=None, wait_idle: float = DEFAULT_WAIT
 
     from aiida import orm
     from aiida.engine import run_get_node
-    from aiida_quantumespresso.calculations.pw import PwCalculation
 
     from aiida_reactmlip import provision
     from aiida_reactmlip.workflows.label import LabelWorkChain
@@ -118,8 +118,10 @@ def run(frames: int | None = None, console=None, wait_idle: float = DEFAULT_WAIT
         aiida_wall = time.perf_counter() - start
         if not node.is_finished_ok:
             raise RuntimeError(f"LabelWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}")
-        calcs = sorted((n for n in node.called_descendants if isinstance(n, PwCalculation) and n.is_finished_ok),
-                       key=lambda n: n.pk)
+        calcs = sorted((n for n in node.called_descendants
+                        if n.process_type == PW_PROCESS_TYPE and n.is_finished_ok), key=lambda n: n.pk)
+        if not calcs:
+            raise RuntimeError(f"LabelWorkChain<{node.pk}> finished without a PwCalculation that finished ok")
         aiida_energies = [total_energy_ry(c.outputs.retrieved.base.repository.get_object_content("aiida.out"))
                           for c in calcs]
         pw_seconds = [c.outputs.output_parameters.get("wall_time_seconds") for c in calcs]

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
-import re
-import subprocess
-import sys
-import time
 
 from aiida_reactmlip.report.docs_blocks import REPO_ROOT, markdown_table, provenance, write_block
+from benchmarks._docs_run import load_nodes, provenance_sentence, reported_pks, run_reactmlip
 
 LOOP_FILE = REPO_ROOT / "workchains" / "loop-ch4-evidence.yaml"
 RESULT_JSON = REPO_ROOT / "docs" / "results" / "loop-ch4-evidence.json"
@@ -71,12 +67,15 @@ def render(record: dict) -> str:
         lines.append(f"Verdict on the mean curves (`metrics.loop.compare_to_random`): {comparison['verdict']}; mean "
                      f"force MAE over the budget {comparison['loop_auc']:.4f} eV/Å for the loop, "
                      f"{comparison['random_auc']:.4f} for random.")
-    prov = record["provenance"]
-    lines.append("")
-    lines.append(f"Written by `{prov['command']}` ({prov['generated']}, commit {(prov['git_commit'] or '?')[:7]}, "
-                 f"{prov['machine']['logical_cores']} cores, load {' / '.join(map(str, prov['load_average']))} at the "
-                 f"end; {record['wall_seconds']:.0f} s wall for the {len(loops)} loops): "
-                 f"docs/results/loop-ch4-evidence.json holds every number and the node UUIDs.")
+    scans = [loop["scan_energy_mae"] for loop in loops if loop.get("scan_energy_mae")]
+    if len(scans) == len(loops):
+        def spread(index: int) -> str:
+            low, high = (f"{f(1000 * scan[index] for scan in scans):.0f}" for f in (min, max))
+            return f"{low} meV" if low == high else f"{low}-{high} meV"
+
+        lines.append(f"C-H stretch-energy error over the {len(loops)} loops: {spread(0)} zero-shot, {spread(1)} after "
+                     f"{labels[1]} labels, {spread(-1)} at {labels[-1]}.")
+    lines += ["", provenance_sentence(record, "docs/results/loop-ch4-evidence.json", f"the {len(loops)} loops")]
     return "\n".join(lines)
 
 
@@ -88,20 +87,11 @@ def run(profile: str | None) -> None:
     import yaml
 
     target = float(yaml.safe_load(LOOP_FILE.read_text())["target_force_mae"])
-    command = [str(pathlib.Path(sys.executable).parent / "reactmlip")] + (["-p", profile] if profile else []) + [
-        "loop", "run", str(LOOP_FILE), "--no-cache", "--output", str(REPO_ROOT / "results" / "loop-ch4-evidence")]
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    print(result.stdout)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    from aiida import load_profile, orm
-
-    load_profile(profile, allow_switch=True)
-    pks = [int(pk) for pk in re.findall(r"ActiveLearningWorkChain pk (\d+)", result.stdout)]
+    stdout, wall = run_reactmlip(["loop", "run", str(LOOP_FILE), "--no-cache", "--output",
+                                  str(REPO_ROOT / "results" / "loop-ch4-evidence")], profile)
+    nodes = load_nodes(reported_pks(stdout, "ActiveLearningWorkChain"), profile)
     record = {"provenance": provenance(COMMAND), "loop_file": str(LOOP_FILE.relative_to(REPO_ROOT)),
-              "wall_seconds": round(wall, 1), **record_from_nodes([orm.load_node(pk) for pk in pks], target)}
+              "wall_seconds": round(wall, 1), **record_from_nodes(nodes, target)}
     RESULT_JSON.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     table()
     print(f"wrote {RESULT_JSON} and the {BLOCK} block of {DOCS}")

@@ -71,3 +71,79 @@ def test_fixed_costs_group_every_step_but_the_evaluation():
     assert costs["aiida_engine"] == pytest.approx(0.05 + 0.05 + 0.2 + 0.1 + 0.4)  # unmeasured set-up: 0
     measured = [v for k, v in steps.items() if k != "runner_evaluation" and v == v]  # NaN != NaN
     assert costs["total"] == pytest.approx(sum(measured))
+
+
+# ------------------------------------------- generated measurement blocks of other pages: block == its JSON
+
+
+def _generated_blocks():
+    from benchmarks import finetune_study_docs, label_throughput, loop_evidence
+
+    throughput_json, throughput_page = label_throughput._docs_paths()
+    return [
+        (loop_evidence.DOCS, loop_evidence.BLOCK, loop_evidence.RESULT_JSON, loop_evidence.render,
+         "python -m benchmarks.loop_evidence table"),
+        (finetune_study_docs.DOCS, finetune_study_docs.BLOCK, finetune_study_docs.RESULT_JSON,
+         finetune_study_docs.render, "python -m benchmarks.finetune_study_docs table"),
+        (throughput_page, label_throughput.BLOCK, throughput_json, label_throughput.render_markdown,
+         "python -m benchmarks.label_throughput --docs-only"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["loop-ch4-evidence", "finetune-ch4-study", "label-throughput"])
+def test_generated_block_is_the_rendering_of_its_json(index):
+    page, block, result_json, render, command = _generated_blocks()[index]
+    record = json.loads(result_json.read_text())
+    assert record["provenance"]["git_commit"] and len(record["provenance"]["load_average"]) == 3
+    assert read_block(page.read_text(), block) == render(record).strip("\n"), (
+        f"{page.name} differs from {result_json.name}: run `.venv/bin/python -m {command.split(' -m ')[1]}`")
+
+
+def test_loop_evidence_record_is_consistent():
+    from benchmarks import loop_evidence
+
+    from aiida_reactmlip.metrics.loop import labels_to_target
+
+    record = json.loads(loop_evidence.RESULT_JSON.read_text())
+    loops = record["loops"]
+    assert {loop["strategy"] for loop in loops} == {"committee", "random"} and len(loops) == 4
+    for loop in loops:
+        assert loop["n_labels"] == [0, 4, 8, 12, 16, 20] and len(loop["force_mae"]) == 6
+        assert loop["labels_to_target"] == labels_to_target(loop["n_labels"], loop["force_mae"],
+                                                            record["target_force_mae"])
+        # the validation set holds the distorted C-H scan: every round has its stretch-energy error
+        assert loop["scan_energy_mae"] is not None and len(loop["scan_energy_mae"]) == 6
+    # round 0 is the base model for every loop: the same errors
+    assert len({loop["force_mae"][0] for loop in loops}) == 1
+
+
+def test_label_throughput_record_is_consistent():
+    from benchmarks import label_throughput
+
+    record = json.loads(label_throughput._docs_paths()[0].read_text())
+    assert record["ok"] is True
+    for name, r in record["results"].items():
+        assert r["pw_calculations"] >= r["n_frames"], name
+        plain = r["plain"]
+        assert all(p["energies_equal_aiida"] for p in plain.values()), name
+        best = min(p["wall_seconds"] for p in plain.values())
+        assert r["ratio_vs_best_plain"] == pytest.approx(best / r["aiida"]["wall_seconds"])
+        assert r["aiida"]["labels_per_hour"] == pytest.approx(r["n_frames"] / r["aiida"]["wall_seconds"] * 3600)
+
+
+def test_total_energy_of_a_pw_output_is_its_last_converged_line(tmp_path):
+    from benchmarks.label_throughput import run_plain, total_energy_ry
+
+    text = ("     total energy              =     -31.00000000 Ry\n"
+            "!    total energy              =     -31.50132861 Ry\n"
+            "!    total energy              =     -31.50132999 Ry\n")
+    assert total_energy_ry(text) == -31.50132999
+    assert total_energy_ry("convergence NOT achieved after 2 iterations") is None
+    # the plain loop runs the command in every directory, at most N at a time, and fails loudly
+    dirs = [tmp_path / f"{i}" for i in range(3)]
+    for d in dirs:
+        d.mkdir()
+    assert run_plain(dirs, "echo ran > out.txt", 2, {}) >= 0
+    assert all((d / "out.txt").read_text() == "ran\n" for d in dirs)
+    with pytest.raises(RuntimeError, match="exit codes"):
+        run_plain(dirs, "exit 3", 2, {})

@@ -208,8 +208,8 @@ def write_loop_report(
         if reactive_series:
             label = CURVE_METRICS[metric][0]
             files[f"{metric}_vs_labels.png"] = plot_error_vs_labels(
-                reactive_series, output / f"{metric}_vs_labels.png", ylabel=f"{label} on the validation set (meV)",
-                title=f"{label} against DFT labels")
+                reactive_series, output / f"{metric}_vs_labels.png", ylabel=f"{label} (meV)",
+                title=f"{label} on the validation set")
 
     comparison = None
     if base_curves and target is not None:
