@@ -14,6 +14,7 @@ import json
 import pathlib
 from collections.abc import Mapping, Sequence
 
+from aiida_reactmlip.metrics.learning_curves import REACTIVE_METRICS
 from aiida_reactmlip.metrics.statistics import (
     area_under_curve,
     labels_to_target,
@@ -21,7 +22,6 @@ from aiida_reactmlip.metrics.statistics import (
     paired_comparison,
     verdict,
 )
-from aiida_reactmlip.metrics.learning_curves import REACTIVE_METRICS
 from aiida_reactmlip.report.docs_blocks import REPO_ROOT, markdown_table, provenance
 from aiida_reactmlip.report.plots import _finish, _pyplot
 

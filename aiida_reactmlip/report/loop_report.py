@@ -170,8 +170,8 @@ def write_loop_report(
     ``energy_error_vs_labels.png`` (eV/atom), ``<reactive metric>_vs_labels.png`` (e.g.
     ``scan_energy_mae_vs_labels.png``: the reactive errors the validation set allows, in meV),
     ``selected_per_round.png`` (pool frames on a reaction coordinate with the frames picked in each round),
-    ``thumbnails.png`` (the frames the first loop picked), ``rounds.csv`` and ``index.html``. ``target`` (eV/Å) defaults to the loops' own
-    ``target_force_mae``; with baselines, the labels each needed to reach it are compared
+    ``thumbnails.png`` (the frames the first loop picked), ``rounds.csv`` and ``index.html``. ``target``
+    (eV/Å) defaults to the loops' own ``target_force_mae``; with baselines, the labels each needed to reach it are compared
     (:func:`aiida_reactmlip.metrics.loop.compare_to_random`).
     """
     from aiida_reactmlip.metrics.loop import compare_to_random

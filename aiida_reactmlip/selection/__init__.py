@@ -43,6 +43,9 @@ __all__ = [
 
 Strategy = Callable[[int, SelectionPool], Sequence[int]]
 
+#: Strategies that rank the pool by a committee's disagreement (they need committee scores).
+COMMITTEE_STRATEGIES = ("committee", "committee+fps")
+
 _STRATEGIES: dict[str, Strategy] = {}
 
 #: built-in strategies that need committee_forces= or uncertainty=

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aiida_reactmlip.workflows.active_learning_inputs import COMMITTEE_STRATEGIES
+from aiida_reactmlip.selection import COMMITTEE_STRATEGIES
 
 #: Keys of the ``evidence`` section.
 EVIDENCE_KEYS = {"target", "runs", "splits", "validation_fraction", "test_fraction", "group_by", "baselines",

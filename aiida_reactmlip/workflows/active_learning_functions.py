@@ -112,7 +112,6 @@ def make_summary(info: orm.Dict, **nodes: orm.Data) -> orm.Dict:
     wall seconds per round). Errors in eV/Å (forces) and eV/atom (energies); the reactive errors the sets
     allow (``barrier_mae``, ``reaction_energy_mae``, ``adsorption_energy_mae``, ``scan_energy_mae``, eV; on
     the test set prefixed ``test_``) per row, and as curves where every round has them."""
-
     data = info.get_dict()
     rows = []
     for row in data.pop("rounds"):

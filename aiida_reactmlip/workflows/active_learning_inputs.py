@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 from aiida_reactmlip.data.dataset import LabelledDatasetData
+from aiida_reactmlip.selection import COMMITTEE_STRATEGIES
 
-#: Strategies that need a committee of models (their force disagreement on the pool).
-COMMITTEE_STRATEGIES = ("committee", "committee+fps")
 #: How the extra committee members differ from the current model.
 COMMITTEE_MODES = ("seeds", "bootstrap")
 #: Where each round's fine-tune starts from.
