@@ -41,3 +41,29 @@ def provenance_sentence(record: dict, result_json: str, what: str) -> str:
     return (f"Written by `{prov['command']}` ({prov['generated']}, commit {(prov['git_commit'] or '?')[:7]}, "
             f"{prov['machine']['logical_cores']} cores, load {' / '.join(map(str, prov['load_average']))} at the end; "
             f"{record['wall_seconds']:.0f} s wall for {what}): {result_json} holds every number and the node UUIDs.")
+
+
+def write_record(record: dict, result_json: pathlib.Path, table) -> None:
+    """Write ``record`` as the JSON of a docs measurement, then regenerate its block with ``table()``."""
+    import json
+
+    result_json.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    table()
+    print(f"wrote {result_json} and its block")
+
+
+def script_main(doc: str, run, table) -> None:
+    """The command line of a docs-measurement script: ``run [--profile P]`` (the job, the JSON, the block) or
+    ``table`` (the block from the committed JSON)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p_run = sub.add_parser("run", help="run the job and write the JSON and the docs block")
+    p_run.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
+    sub.add_parser("table", help="regenerate the docs block from the JSON")
+    args = parser.parse_args()
+    if args.what == "run":
+        run(args.profile)
+    else:
+        table()

@@ -12,11 +12,17 @@ rewrites the text between ``<!-- loop-ch4-evidence:start -->`` and ``<!-- loop-c
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from aiida_reactmlip.report.docs_blocks import REPO_ROOT, markdown_table, provenance, write_block
-from benchmarks._docs_run import load_nodes, provenance_sentence, reported_pks, run_reactmlip
+from benchmarks._docs_run import (
+    load_nodes,
+    provenance_sentence,
+    reported_pks,
+    run_reactmlip,
+    script_main,
+    write_record,
+)
 
 LOOP_FILE = REPO_ROOT / "workchains" / "loop-ch4-evidence.yaml"
 RESULT_JSON = REPO_ROOT / "docs" / "results" / "loop-ch4-evidence.json"
@@ -92,22 +98,11 @@ def run(profile: str | None) -> None:
     nodes = load_nodes(reported_pks(stdout, "ActiveLearningWorkChain"), profile)
     record = {"provenance": provenance(COMMAND), "loop_file": str(LOOP_FILE.relative_to(REPO_ROOT)),
               "wall_seconds": round(wall, 1), **record_from_nodes(nodes, target)}
-    RESULT_JSON.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    table()
-    print(f"wrote {RESULT_JSON} and the {BLOCK} block of {DOCS}")
+    write_record(record, RESULT_JSON, table)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True)
-    p_run = sub.add_parser("run", help="run the loop file and write the JSON and the table")
-    p_run.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
-    sub.add_parser("table", help="regenerate the docs block from the JSON")
-    args = parser.parse_args()
-    if args.what == "run":
-        run(args.profile)
-    else:
-        table()
+    script_main(__doc__, run, table)
 
 
 if __name__ == "__main__":
