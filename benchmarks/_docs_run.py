@@ -52,9 +52,50 @@ def write_record(record: dict, result_json: pathlib.Path, table) -> None:
     print(f"wrote {result_json} and its block")
 
 
-def script_main(doc: str, run, table) -> None:
-    """The command line of a docs-measurement script: ``run [--profile P]`` (the job, the JSON, the block) or
-    ``table`` (the block from the committed JSON)."""
+def record_uuids(record) -> list[str]:
+    """Every node UUID a results record names (values of the keys ``uuid``), in order, each once."""
+    found: list[str] = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "uuid" and isinstance(item, str):
+                    found.append(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(record)
+    return list(dict.fromkeys(found))
+
+
+def write_archive(result_json: pathlib.Path, profile: str | None, path: pathlib.Path | None = None) -> pathlib.Path:
+    """An AiiDA archive of the processes a results JSON names, with their provenance (every pw.x run, model
+    file, dataset and metric behind its numbers): ``verdi archive import`` it and query them back. Needs the
+    profile the run wrote to. Written beside the other run outputs, under results/ (not committed: model
+    files make it tens of MB)."""
+    import json
+
+    from aiida import load_profile, orm
+    from aiida.tools.archive import create_archive
+
+    load_profile(profile, allow_switch=True)
+    uuids = record_uuids(json.loads(result_json.read_text()))
+    nodes = [orm.load_node(uuid) for uuid in uuids]
+    path = path or result_json.parents[2] / "results" / f"{result_json.stem}.aiida"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_archive(nodes, filename=path, overwrite=True)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(nodes)} processes named by {result_json.name} "
+          "and their provenance; `verdi archive import` it")
+    return path
+
+
+def script_main(doc: str, run, table, result_json: pathlib.Path | None = None) -> None:
+    """The command line of a docs-measurement script: ``run [--profile P]`` (the job, the JSON, the block),
+    ``table`` (the block from the committed JSON) and, given ``result_json``, ``archive [--profile P]`` (an
+    AiiDA archive of the nodes it names: :func:`write_archive`)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,8 +103,14 @@ def script_main(doc: str, run, table) -> None:
     p_run = sub.add_parser("run", help="run the job and write the JSON and the docs block")
     p_run.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
     sub.add_parser("table", help="regenerate the docs block from the JSON")
+    if result_json is not None:
+        p_archive = sub.add_parser("archive", help="export the nodes the JSON names, with their provenance, as an "
+                                   "AiiDA archive under results/")
+        p_archive.add_argument("--profile", default=None, help="the AiiDA profile the run wrote to")
     args = parser.parse_args()
     if args.what == "run":
         run(args.profile)
+    elif args.what == "archive":
+        write_archive(result_json, args.profile)
     else:
         table()

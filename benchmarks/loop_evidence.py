@@ -102,7 +102,7 @@ def run(profile: str | None) -> None:
 
 
 def main() -> None:
-    script_main(__doc__, run, table)
+    script_main(__doc__, run, table, RESULT_JSON)
 
 
 if __name__ == "__main__":

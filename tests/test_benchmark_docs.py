@@ -77,7 +77,7 @@ def test_fixed_costs_group_every_step_but_the_evaluation():
 
 
 def _generated_blocks():
-    from benchmarks import finetune_study_docs, label_throughput, loop_evidence
+    from benchmarks import barrier_loop, finetune_study_docs, label_throughput, loop_evidence
 
     throughput_json, throughput_page = label_throughput._docs_paths()
     return [
@@ -87,10 +87,13 @@ def _generated_blocks():
          finetune_study_docs.render, "python -m benchmarks.finetune_study_docs table"),
         (throughput_page, label_throughput.BLOCK, throughput_json, label_throughput.render_markdown,
          "python -m benchmarks.label_throughput --docs-only"),
+        (barrier_loop.DOCS, barrier_loop.BLOCK, barrier_loop.RESULT_JSON, barrier_loop.render,
+         "python -m benchmarks.barrier_loop table"),
     ]
 
 
-@pytest.mark.parametrize("index", range(3), ids=["loop-ch4-evidence", "finetune-ch4-study", "label-throughput"])
+@pytest.mark.parametrize("index", range(4),
+                         ids=["loop-ch4-evidence", "finetune-ch4-study", "label-throughput", "barrier-loops"])
 def test_generated_block_is_the_rendering_of_its_json(index):
     page, block, result_json, render, command = _generated_blocks()[index]
     record = json.loads(result_json.read_text())
@@ -115,6 +118,53 @@ def test_loop_evidence_record_is_consistent():
         assert loop["scan_energy_mae"] is not None and len(loop["scan_energy_mae"]) == 6
     # round 0 is the base model for every loop: the same errors
     assert len({loop["force_mae"][0] for loop in loops}) == 1
+
+
+@pytest.mark.parametrize("reaction", ["h-h2-exchange", "nh3-inversion"])
+def test_barrier_loop_record_is_consistent(reaction):
+    from benchmarks import barrier_loop
+
+    from aiida_reactmlip.metrics.statistics import paired_comparison
+
+    entry = json.loads(barrier_loop.RESULT_JSON.read_text())["reactions"][reaction]
+    loops = entry["loops"]
+    seeds = entry["seeds"]
+    assert seeds == barrier_loop.REACTIONS[reaction]["seeds"]
+    by = {}
+    for loop in loops:
+        by.setdefault(loop["strategy"], {})[loop["seed"]] = loop
+    assert set(by) == set(barrier_loop.STRATEGIES)
+    assert all(sorted(group) == seeds for group in by.values())
+    target = entry["target_barrier_error"]
+    for loop in loops:
+        checks = loop["checks"]
+        assert [c["round"] for c in checks] == list(range(1, len(checks) + 1))
+        for check in checks:
+            assert check["barrier_check_error"] == pytest.approx(abs(check["mlip_barrier"] - check["dft_saddle_barrier"]))
+        # converged exactly when the last check passed, and the labels counted then
+        assert loop["converged"] == (loop["stop_reason"] == "barrier") == (checks[-1]["barrier_check_error"] <= target)
+        assert all(c["barrier_check_error"] > target for c in checks[:-1])
+        assert loop["labels_to_converge"] == (checks[-1]["n_labels"] if loop["converged"] else None)
+        per_round = 0 if loop["strategy"] == "saddle" else 1  # k picks beside the saddle
+        assert [c["n_labels"] for c in checks] == [2 + per_round + (1 + per_round) * i for i in range(len(checks))]
+        assert loop["final_error_vs_dft"] == pytest.approx(loop["final_mlip_barrier"] - entry["dft"]["barrier"])
+    # round 1 of every loop is base CHGNet's band: the same first check
+    assert len({round(loop["checks"][0]["mlip_barrier"], 6) for loop in loops}) == 1
+    for name, comparison in entry["comparisons"].items():
+        a, b = name.split(" vs ")
+        again = paired_comparison([by[a][s]["labels_to_converge"] for s in seeds],
+                                  [by[b][s]["labels_to_converge"] for s in seeds],
+                                  censor_at=entry["max_dft_labels"] + 1, names=(a, b))
+        assert again["wilcoxon_p"] == pytest.approx(comparison["wilcoxon_p"])
+        assert again["mean_difference"] == pytest.approx(comparison["mean_difference"])
+
+
+def test_record_uuids_finds_every_node_once():
+    from benchmarks._docs_run import record_uuids
+
+    record = {"uuid": "a", "loops": [{"uuid": "b", "checks": [{"uuid": "c"}]}, {"uuid": "a"}],
+              "dft": {"uuid": "d", "pk": 3}, "note": "uuid"}
+    assert record_uuids(record) == ["a", "b", "c", "d"]
 
 
 def test_label_throughput_record_is_consistent():

@@ -38,8 +38,12 @@ def format_row(row: dict, prefix: str = "") -> str:
     reactive = [f"{label} {1000 * row[key]:.0f}" for key, label in REACTIVE_LABELS.items() if row.get(key) is not None]
     reactive_text = f"  |err| {', '.join(reactive)} meV" if reactive else ""
     new = f" (+{row['n_new']}, {row['strategy']})" if row.get("round") else f" ({row.get('strategy')})"
+    check = ""
+    if row.get("barrier_check_error") is not None:  # the barrier loop's saddle check (of the model before this round)
+        check = (f"  saddle check: model {row['mlip_barrier']:.3f} vs DFT {row['dft_saddle_barrier']:.3f} eV "
+                 f"(|err| {1000 * row['barrier_check_error']:.0f} meV)")
     return (f"{prefix}round {row['round']}: {row['n_labels']:3d} DFT labels{new}  force MAE {force_text} eV/Å"
-            f"{energy_text}{reactive_text}  {row.get('seconds', 0):.1f} s")
+            f"{energy_text}{reactive_text}{check}  {row.get('seconds', 0):.1f} s")
 
 
 def run_loop_with_progress(builder, echo, prefix: str = "", interval: float = 1.0):

@@ -22,11 +22,13 @@ __all__ = [
     "labels_this_round",
     "labels_to_target",
     "mean_curve",
+    "saddle_check",
+    "saddle_image",
     "stop_reason",
 ]
 
 #: Why a loop stops, in the order they are checked.
-STOP_REASONS = ("target", "budget", "max_rounds", "pool_exhausted")
+STOP_REASONS = ("barrier", "target", "budget", "max_rounds", "pool_exhausted")
 
 
 def check_curve(n_labels: Sequence[float], errors: Sequence[float], name: str = "curve") -> tuple[np.ndarray, np.ndarray]:
@@ -212,13 +214,19 @@ def stop_reason(
     max_dft_labels: int | None = None,
     max_rounds: int | None = None,
     pool_left: int | None = None,
+    barrier_error: float | None = None,
+    target_barrier_error: float | None = None,
 ) -> str | None:
     """Why the loop stops after ``n_rounds`` rounds with ``n_labels`` DFT labels, or None to go on.
 
     ``target``: every target given is met (force MAE in eV/Å, energy MAE in eV/atom, each <= its
     target); ``budget``: ``n_labels >= max_dft_labels``; ``max_rounds``: ``n_rounds >= max_rounds``;
-    ``pool_exhausted``: no unlabelled candidate left (``pool_left == 0``). Checked in that order.
+    ``pool_exhausted``: no unlabelled candidate left (``pool_left == 0``). Checked in that order, after
+    ``barrier``: the barrier loop's check, ``|barrier_error| <= target_barrier_error`` (eV; the model's
+    barrier against DFT single points at its own initial state and saddle).
     """
+    if target_barrier_error is not None and barrier_error is not None and abs(barrier_error) <= target_barrier_error:
+        return "barrier"
     targets = [(force_mae, target_force_mae), (energy_mae, target_energy_mae)]
     given = [(value, goal) for value, goal in targets if goal is not None]
     if given and all(value is not None and value <= goal for value, goal in given):
@@ -230,3 +238,37 @@ def stop_reason(
     if pool_left is not None and pool_left <= 0:
         return "pool_exhausted"
     return None
+
+
+# ------------------------------------------------------------------ the barrier loop
+def saddle_image(band_energies: Sequence[float]) -> int:
+    """Index of the highest interior image of a band (energies in eV, end states first and last).
+
+    The image whose DFT single point checks the model's barrier in the barrier loop. A band with no
+    interior image (two end states) has no saddle: ``ValueError``.
+    """
+    e = np.asarray(band_energies, dtype=float).ravel()
+    if not np.all(np.isfinite(e)):
+        bad = int(np.flatnonzero(~np.isfinite(e))[0])
+        raise ValueError(f"band_energies has a non-finite energy at image {bad}: {e[bad]}")
+    if e.size < 3:
+        raise ValueError(f"band_energies has {e.size} images: a saddle needs at least one image between the end states")
+    return int(np.argmax(e[1:-1])) + 1
+
+
+def saddle_check(model_initial: float, model_saddle: float, dft_initial: float, dft_saddle: float) -> dict:
+    """The barrier loop's convergence check: the model's barrier along its own band against DFT single
+    points at the same two geometries (the initial state and the model's saddle image). Energies in eV.
+
+    Returns ``model_barrier_eV`` (model saddle - model initial), ``dft_barrier_eV`` (DFT at those two
+    geometries), ``barrier_error_eV`` (model - DFT) and ``barrier_abs_error_eV``.
+    """
+    values = {"model_initial": model_initial, "model_saddle": model_saddle, "dft_initial": dft_initial,
+              "dft_saddle": dft_saddle}
+    for name, value in values.items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} is {float(value)} (not finite)")
+    model = float(model_saddle) - float(model_initial)
+    dft = float(dft_saddle) - float(dft_initial)
+    return {"model_barrier_eV": float(model), "dft_barrier_eV": float(dft),
+            "barrier_error_eV": float(model - dft), "barrier_abs_error_eV": float(abs(model - dft))}

@@ -18,6 +18,8 @@ A loop file::
     committee_mode: seeds                 # seeds | bootstrap
     max_rounds: 2                         # and/or max_dft_labels; default max_rounds 5
     target_force_mae: 0.5                 # eV/Å on the validation set (target_energy_mae: eV/atom)
+    # target_barrier_error: 0.05          # barrier loop (explore.neb): stop when the model's barrier and DFT
+    #                                     # single points at its initial state and saddle agree (eV); k may be 0
     run_to_budget: false                  # true: the target only scores the comparison
     seeds: [0]
     baseline: random                      # also run random selection with the same budget and seeds
@@ -53,14 +55,15 @@ LOOP_KEYS = {
     "name", "description", "model", "pool", "validation", "explore", "label", "initial", "strategy",
     "initial_strategy", "k", "committee_size", "committee_mode", "max_rounds", "max_dft_labels", "target_force_mae",
     "target_energy_mae", "seeds", "baseline", "hyperparameters", "finetune_from", "evaluate_settings",
-    "energy_reference", "run_to_budget", "computer", "evidence",
+    "energy_reference", "run_to_budget", "computer", "evidence", "target_barrier_error",
 }
 #: Keys of the ``explore`` section.
 EXPLORE_KEYS = {"system", "params", "roles", "md", "rattle", "neb"}
 #: Loop-file keys passed to the WorkChain input of the same name, and the node type of each.
 SCALAR_INPUTS = (("initial_strategy", orm.Str), ("k", orm.Int), ("committee_size", orm.Int),
                  ("committee_mode", orm.Str), ("max_rounds", orm.Int), ("max_dft_labels", orm.Int),
-                 ("target_force_mae", orm.Float), ("target_energy_mae", orm.Float), ("finetune_from", orm.Str))
+                 ("target_force_mae", orm.Float), ("target_energy_mae", orm.Float), ("finetune_from", orm.Str),
+                 ("target_barrier_error", orm.Float))
 
 
 def _check_label(label, path) -> None:
@@ -117,8 +120,8 @@ def load_loop_spec(path) -> dict:
     check_computer(data, path)
     _check_label(data.get("label"), path)
     for key, kind in SCALAR_INPUTS:
-        if kind is orm.Int:
-            check_number(data, key, path, int, minimum=1)
+        if kind is orm.Int:  # k = 0 (the saddle check alone) only in a barrier loop
+            check_number(data, key, path, int, minimum=0 if key == "k" and "target_barrier_error" in data else 1)
         elif kind is orm.Float:
             check_number(data, key, path, float, above=0)
         elif data.get(key) is not None and not isinstance(data[key], str):

@@ -28,7 +28,7 @@ from .library import (
 from .molecules import GAS_MOLECULES, gas_molecule
 from .surfaces import fcc_slab, find_sites, site_height, surface_z
 
-__all__ = ["CH4_SCAN", "ch4_scan", "dissociative_adsorption"]
+__all__ = ["CH4_SCAN", "ch4_scan", "dissociative_adsorption", "h_h2_exchange", "nh3_inversion"]
 
 #: C-H distances (Å) of the CH4 scan: equilibrium 1.09 Å, compressed to 0.93 Å, stretched to 2.0 Å.
 CH4_SCAN = (0.93, 1.01, 1.05, 1.09, 1.13, 1.21, 1.39, 1.70, 2.00)
@@ -52,6 +52,80 @@ register_system(
     category="dissociation",
     description="CH4 C-H bond scan: the first step of methane activation (CH4 -> CH3 + H)",
 )(ch4_scan)
+
+
+def h_h2_exchange(r_bond: float = 0.75, r_far: float = 2.13, n_images: int = 3, box=(6.0, 6.0, 9.0)) -> ReactiveSystem:
+    """Collinear H + H2 -> H2 + H exchange: H_A-H_B-H_C along z, H_B at the box centre.
+
+    Initial state: H_A-H_B bonded (``r_bond`` Å) with H_C ``r_far`` Å away; final state: the mirror image;
+    ``n_images`` images between them on Pauling's bond-order path n_AB + n_BC = 1 (r = r_bond - 0.26 Å ln n),
+    which passes through the symmetric saddle region (the exact barrier is 0.42 eV; PBE gives less). Three
+    electrons: a doublet, spin-polarised by the labelling's ``auto`` spin.
+    """
+    name = "h-h2-exchange"
+    centre = np.asarray(box, dtype=float) / 2
+
+    def h3(r_ab: float, r_bc: float, label: str, role: str) -> Atoms:
+        atoms = Atoms("H3", positions=centre + [[0, 0, -r_ab], [0, 0, 0], [0, 0, r_bc]], cell=box, pbc=True)
+        return tag(atoms, name, label, role, multiplicity=2)
+
+    n_far = float(np.exp((r_bond - r_far) / 0.26))  # bond order of the far pair at r_far
+    orders = np.linspace(n_far, 1 - n_far, n_images + 2)[1:-1]
+    # Names sort in path order (start structures are taken in key order).
+    frames = [h3(r_bond, r_far, f"{name}-00-initial", "initial")]
+    frames += [h3(r_bond - 0.26 * np.log(1 - n), r_bond - 0.26 * np.log(n), f"{name}-{i + 1:02d}-image", "image")
+               for i, n in enumerate(orders)]
+    frames.append(h3(r_far, r_bond, f"{name}-{n_images + 1:02d}-final", "final"))
+    return ReactiveSystem(name=name, category="dissociation", configurations=frames, parameters={
+        "r_bond": float(r_bond), "r_far": float(r_far), "n_images": int(n_images), "box": [float(b) for b in box]},
+        description=("collinear H + H2 -> H2 + H exchange (symmetric, exact barrier 0.42 eV): end states and "
+                     f"{n_images} bond-order images"))
+
+
+register_system(
+    "h-h2-exchange",
+    category="dissociation",
+    description="H + H2 -> H2 + H collinear exchange: the smallest reaction with a barrier (3 atoms, doublet)",
+)(h_h2_exchange)
+
+
+def nh3_inversion(n_images: int = 3, box: float = 8.0) -> ReactiveSystem:
+    """Umbrella inversion of ammonia: the pyramidal molecule (N 0.39 Å above the H3 plane, ASE's g2 geometry) ->
+    its mirror image through the H3 plane, with ``n_images`` images linearly between them (the middle one the
+    planar D3h saddle). The N-H bond lengths of the images are kept at the end states' 1.02 Å by moving the H
+    atoms radially. A closed shell; the barrier is ~0.25 eV (experiment), the smallest one a model must get for
+    nitrogen chemistry."""
+    from ase.build import molecule
+
+    name = "nh3-inversion"
+    start = molecule("NH3")
+    start.positions -= start.positions[1:].mean(axis=0)  # the H3 plane at z = 0, its centre at the origin
+    height = float(start.positions[0, 2])
+    bond = float(np.linalg.norm(start.positions[1] - start.positions[0]))
+    frames = []
+    for i, fraction in enumerate(np.linspace(0.0, 1.0, n_images + 2)):
+        z = height * (1 - 2 * fraction)
+        radius = np.sqrt(max(bond**2 - z**2, 0.0))
+        atoms = start.copy()
+        atoms.positions[0] = [0.0, 0.0, z]
+        for k in (1, 2, 3):
+            xy = start.positions[k, :2]
+            atoms.positions[k, :2] = xy / np.linalg.norm(xy) * radius
+        atoms.cell = [box, box, box]
+        atoms.pbc = True
+        atoms.center()
+        role = "initial" if i == 0 else "final" if i == n_images + 1 else "image"
+        frames.append(tag(atoms, name, f"{name}-{i:02d}-{role}", role, multiplicity=1))
+    return ReactiveSystem(name=name, category="dissociation", configurations=frames,
+                          parameters={"n_images": int(n_images), "box": float(box)},
+                          description=f"NH3 umbrella inversion: the two pyramids and {n_images} images through the planar saddle")
+
+
+register_system(
+    "nh3-inversion",
+    category="dissociation",
+    description="NH3 umbrella inversion: a small barrier (~0.25 eV) through the planar saddle (4 atoms)",
+)(nh3_inversion)
 
 
 def dissociative_adsorption(

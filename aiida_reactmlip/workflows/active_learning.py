@@ -48,6 +48,7 @@ from aiida_reactmlip.workflows.active_learning_functions import (
     select_candidates,
     structures_to_dataset,
 )
+from aiida_reactmlip.workflows.active_learning_barrier import BARRIER_CHECK_KEYS, BarrierCheckSteps, round_key
 from aiida_reactmlip.workflows.active_learning_inputs import COMMITTEE_STRATEGIES, validate_inputs
 from aiida_reactmlip.workflows.label import LabelWorkChain
 from aiida_reactmlip.workflows.restart import FinetuneBaseWorkChain, failure_reason
@@ -73,13 +74,10 @@ EXPLORATION_SETTINGS = {
 }
 
 
-def round_key(index: int) -> str:
-    """``round_03`` for round 3: the prefix of the round's link labels and outputs."""
-    return f"round_{index:02d}"
 
 
 
-class ActiveLearningWorkChain(WorkChain):
+class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
     """Closed active-learning loop: the MLIP explores, DFT labels the few configurations that matter.
 
     Stops when every target given is met (``target_force_mae`` eV/Å, ``target_energy_mae`` eV/atom, on
@@ -130,6 +128,10 @@ class ActiveLearningWorkChain(WorkChain):
                    help="Stop at this energy MAE (eV/atom); with both targets, both must be met.")
         spec.input("max_dft_labels", valid_type=orm.Int, required=False, help="DFT budget: labels in total.")
         spec.input("max_rounds", valid_type=orm.Int, default=lambda: orm.Int(5), help="Rounds at most.")
+        spec.input("target_barrier_error", valid_type=orm.Float, required=False,
+                   help="Barrier loop (needs `neb`): every round pw.x also labels the band's initial state (once) "
+                   "and its highest image; the loop stops when the model's barrier and the DFT single points at "
+                   "those two geometries agree within this many eV. k may then be 0 (the saddle alone).")
         # fine-tuning and evaluation
         spec.input("finetune_parameters", valid_type=orm.Dict, required=False,
                    help="Hyperparameters of reactmlip.finetune (the seed is set per model).")
@@ -164,10 +166,12 @@ class ActiveLearningWorkChain(WorkChain):
                 cls.select,
                 cls.run_labelling,
                 cls.inspect_labelling,
-                cls.run_finetune,
-                cls.inspect_finetune,
-                cls.run_validation,
-                cls.inspect_validation,
+                if_(cls.should_continue)(
+                    cls.run_finetune,
+                    cls.inspect_finetune,
+                    cls.run_validation,
+                    cls.inspect_validation,
+                ),
             ),
             cls.finalize,
         )
@@ -241,6 +245,8 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.oracle = "label_pool" in self.inputs
         self.ctx.n_new = 0
         self.ctx.strategy_used = "base model"
+        self.ctx.barrier = None  # barrier loop: this round's saddle check
+        self.ctx.dft_initial = None
         if not self.ctx.oracle:
             if "start_dataset" in self.inputs:
                 self.ctx.start = self.inputs.start_dataset
@@ -268,6 +274,7 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.round += 1
         self.ctx.round_start = time.time()
         self.ctx.committee = []
+        self.ctx.barrier = None
 
     def explores(self):
         return not self.ctx.oracle
@@ -324,7 +331,8 @@ class ActiveLearningWorkChain(WorkChain):
         return 0 if self.ctx.labels is None else int(self.ctx.labels.n_frames)
 
     def uses_committee(self):
-        return self.inputs.strategy.value in COMMITTEE_STRATEGIES and self.ctx.labels is not None
+        return (self.inputs.strategy.value in COMMITTEE_STRATEGIES and self.ctx.labels is not None
+                and self.inputs.k.value > 0)
 
     def run_committee(self):
         """Members 1..n-1: the base model fine-tuned with other seeds (or on bootstrap resamples) of the labels."""
@@ -374,14 +382,17 @@ class ActiveLearningWorkChain(WorkChain):
         pool = self._pool()
         pool_left = pool.n_frames - len(self.ctx.pool_selected) if self.ctx.oracle else pool.n_frames
         max_labels = self._optional("max_dft_labels")
-        k = labels_this_round(self.inputs.k.value, self._n_labels(), max_labels, pool_left)
+        include = self._check_frames() if self._barrier_loop() else []  # the saddle check: labelled first
+        k_asked, n_labels = self.inputs.k.value, self._n_labels() + len(include)
+        k = labels_this_round(k_asked, n_labels, max_labels, pool_left - len(include)) if k_asked else 0
         strategy = self.inputs.strategy.value
         if strategy in COMMITTEE_STRATEGIES and not self.ctx.committee:  # no labels yet: no committee
             strategy = self.inputs.initial_strategy.value
-        if k < 1:
+        if k < 1 and not include:
             return self.exit_codes.ERROR_NOTHING_SELECTED.format(round=self.ctx.round, message="no budget or pool left")
         params = {"strategy": strategy, "k": k, "seed": int(self.inputs.seed.value) + self.ctx.round,
-                  "already_selected": list(self.ctx.pool_selected) if self.ctx.oracle else []}
+                  "already_selected": list(self.ctx.pool_selected) if self.ctx.oracle else [],
+                  **({"include": include} if include else {})}
         predictions = {f"member_{i:02d}": node for i, node in enumerate(self.ctx.committee)}
         result = select_candidates(pool, orm.Dict(params), **predictions,
                                    metadata={"call_link_label": self._label("select")})
@@ -390,6 +401,8 @@ class ActiveLearningWorkChain(WorkChain):
             return self.exit_codes.ERROR_NOTHING_SELECTED.format(round=self.ctx.round, message=f"strategy {strategy}")
         self.ctx.selected = selected
         self.ctx.strategy_used = strategy
+        if include:  # the barrier loop: the saddle check, and the strategy's picks when k > 0
+            self.ctx.strategy_used = f"saddle+{strategy}" if k > 0 else "saddle"
         self._out_round("selected", selected)
         self._out_round("scores", result["scores"])
         if not self.ctx.oracle:
@@ -412,6 +425,7 @@ class ActiveLearningWorkChain(WorkChain):
             extras = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))
                       and k not in ("energy", "source_uuid")}
             extras["round"] = self.ctx.round
+            extras["pool_index"] = int(key.split("_")[-1])
             structure.base.extras.set_many(extras)
         inputs = dict(self.exposed_inputs(LabelWorkChain, namespace="label"))
         inputs["metadata"] = {**dict(inputs.get("metadata", {})), "call_link_label": self._label("label")}
@@ -434,12 +448,18 @@ class ActiveLearningWorkChain(WorkChain):
             self.ctx.pool_selected = list(self.ctx.pool_selected) + self.ctx.selected.get_list()
         new = self.ctx.new_labels
         self.ctx.n_new = int(new.n_frames)
+        if self._barrier_loop():  # the saddle check of the model that made this round's band
+            message = self._record_barrier_check(new)
+            if message:
+                return self.exit_codes.ERROR_LABELLING_FAILED.format(round=self.ctx.round, message=message)
         if self.ctx.labels is None:
             self.ctx.labels = new
         else:
             self.ctx.labels = merge_datasets(a_previous=self.ctx.labels, b_new=new,
                                              metadata={"call_link_label": self._label("merge")})
         self._out_round("labels", self.ctx.labels)
+        if self.ctx.barrier is not None:
+            self._stop_if_barrier_converged()
         return None
 
     def run_finetune(self):
@@ -525,6 +545,8 @@ class ActiveLearningWorkChain(WorkChain):
             row.update({f"test_{name}": value for name, value in reactive_values(test_metrics.get_dict()).items()})
         if self.ctx.round:
             row["selected"] = self.ctx.selected.get_list()
+        if self.ctx.barrier is not None:
+            row.update(self.ctx.barrier)
         self._progress(row)
         energy = f", energy MAE {energy_mae:.4f} eV/atom" if energy_mae is not None else ""
         self.report(f"round {self.ctx.round}: {row['n_labels']} labels, force MAE {force_mae:.4f} eV/Å{energy}"
@@ -534,7 +556,8 @@ class ActiveLearningWorkChain(WorkChain):
     def finalize(self):
         info = {
             "rounds": [{k: v for k, v in row.items() if k in ("round", "n_new", "strategy", "seconds", "finished_at",
-                                                              "model_uuid")} for row in self.ctx.rows],
+                                                              "model_uuid", *BARRIER_CHECK_KEYS)}
+                       for row in self.ctx.rows],
             "stop_reason": self.ctx.stop_reason,
             "mode": "oracle" if self.ctx.oracle else "exploration",
             "strategy": self.inputs.strategy.value,
@@ -550,6 +573,7 @@ class ActiveLearningWorkChain(WorkChain):
             "target_energy_mae": self._optional("target_energy_mae"),
             "max_dft_labels": self._optional("max_dft_labels"),
             "max_rounds": self.inputs.max_rounds.value,
+            "target_barrier_error": self._optional("target_barrier_error"),
             "base_model": self.inputs.base_model.model_name,
             "validation_uuid": self.inputs.validation.uuid,
             "pool_uuid": self.inputs.label_pool.uuid if self.ctx.oracle else None,

@@ -20,7 +20,8 @@ def split_forces(forces: np.ndarray, n_atoms) -> list[np.ndarray]:
 @calcfunction
 def select_candidates(pool: LabelledDatasetData, parameters: orm.Dict, **predictions: orm.ArrayData) -> dict:
     """Pick pool frames to label: ``selection.select`` with ``parameters`` (``strategy``, ``k``, ``seed``,
-    ``already_selected``: pool indices labelled before, never picked again) and, for committee
+    ``already_selected``: pool indices labelled before, never picked again; ``include``: pool indices
+    labelled whatever the strategy, listed first, e.g. the barrier loop's saddle check) and, for committee
     strategies, the committee's ``predictions`` (one ArrayData per member, forces in eV/Å).
 
     Outputs ``selected`` (List of pool indices, in selection order) and ``scores`` (Dict: the strategy,
@@ -39,15 +40,15 @@ def select_candidates(pool: LabelledDatasetData, parameters: orm.Dict, **predict
         ]
         std = selection.committee_force_std(committee_forces)
         scores["committee_force_std"] = [float(v) for v in np.asarray(std, dtype=float).ravel()]
-    selected = selection.select(
+    include = [int(i) for i in params.get("include", [])]
+    selected = include + [int(i) for i in selection.select(
         params["strategy"],
         int(params["k"]),
         pool_images=images,
         committee_forces=committee_forces,
-        already_selected=list(params.get("already_selected", [])),
+        already_selected=list(params.get("already_selected", [])) + include,
         seed=int(params["seed"]),
-    )
-    selected = [int(i) for i in selected]
+    )] if int(params["k"]) > 0 else include
     scores["selected"] = selected
     return {"selected": orm.List(selected), "scores": orm.Dict(scores)}
 

@@ -74,8 +74,18 @@ def validate_inputs(inputs, _):
     if initial not in strategies or initial in COMMITTEE_STRATEGIES:
         return (f"initial_strategy {initial!r} must be a strategy that needs no committee "
                 f"({', '.join(s for s in strategies if s not in COMMITTEE_STRATEGIES)})")
-    if inputs["k"].value < 1:
-        return f"k (configurations labelled per round) must be >= 1, got {inputs['k'].value}"
+    barrier_loop = "target_barrier_error" in inputs
+    if inputs["k"].value < (0 if barrier_loop else 1):
+        return (f"k (configurations labelled per round) must be >= {0 if barrier_loop else 1}, got "
+                f"{inputs['k'].value}" + ("" if barrier_loop else " (k = 0, the saddle alone, is for the barrier loop)"))
+    if barrier_loop:
+        if not inputs["target_barrier_error"].value > 0:
+            return f"target_barrier_error must be > 0 eV, got {inputs['target_barrier_error'].value}"
+        if oracle or "neb" not in inputs:
+            return ("target_barrier_error (the barrier loop) needs exploration with an MLIP NEB band: give `neb` "
+                    "settings and the two end states as start structures, not a label_pool")
+        if "max_dft_labels" in inputs and inputs["max_dft_labels"].value < 2:
+            return "the barrier loop's first check needs 2 DFT labels (initial state, saddle): max_dft_labels >= 2"
     if strategy in COMMITTEE_STRATEGIES and inputs["committee_size"].value < 2:
         return f"strategy {strategy!r} needs committee_size >= 2, got {inputs['committee_size'].value}"
     if inputs["committee_mode"].value not in COMMITTEE_MODES:

@@ -106,3 +106,39 @@ def test_stop_reason_order_and_targets():
     assert stop_reason(n_rounds=1, n_labels=2, force_mae=0.05, energy_mae=0.02, **both) is None
     assert stop_reason(n_rounds=1, n_labels=2, force_mae=0.05, energy_mae=0.005, **both) == "target"
     assert stop_reason(n_rounds=1, n_labels=2, force_mae=None, **common) is None
+
+
+def test_stop_reason_barrier_check_comes_first():
+    common = {"max_dft_labels": 10, "max_rounds": 3, "target_barrier_error": 0.05}
+    assert stop_reason(n_rounds=1, n_labels=2, barrier_error=0.08, **common) is None
+    assert stop_reason(n_rounds=1, n_labels=2, barrier_error=-0.04, **common) == "barrier"  # |error| counts
+    assert stop_reason(n_rounds=3, n_labels=10, barrier_error=0.05, **common) == "barrier"
+    assert stop_reason(n_rounds=3, n_labels=10, barrier_error=0.06, **common) == "budget"
+    assert stop_reason(n_rounds=1, n_labels=2, barrier_error=None, **common) is None
+
+
+# ---------------------------------------------------------------------------- barrier loop: saddle check
+def test_saddle_image_is_the_highest_interior_image():
+    from aiida_reactmlip.metrics.loop import saddle_image
+
+    assert saddle_image([-10.0, -9.7, -9.5, -9.9, -10.2]) == 2
+    # A downhill band: the highest image overall is the initial state, the saddle the highest in between.
+    assert saddle_image([0.0, -0.2, -0.1, -0.5]) == 2
+    with pytest.raises(ValueError, match="at least one image between"):
+        saddle_image([0.0, 1.0])
+    with pytest.raises(ValueError, match="non-finite energy at image 1"):
+        saddle_image([0.0, float("nan"), 0.0])
+
+
+def test_saddle_check_by_hand():
+    from aiida_reactmlip.metrics.loop import saddle_check
+
+    # model: -10.0 -> -9.7 (0.30 eV); DFT at the same geometries: -50.0 -> -49.62 (0.38 eV)
+    check = saddle_check(model_initial=-10.0, model_saddle=-9.7, dft_initial=-50.0, dft_saddle=-49.62)
+    assert check["model_barrier_eV"] == pytest.approx(0.30)
+    assert check["dft_barrier_eV"] == pytest.approx(0.38)
+    assert check["barrier_error_eV"] == pytest.approx(-0.08)
+    assert check["barrier_abs_error_eV"] == pytest.approx(0.08)
+    assert json.loads(json.dumps(check)) == check
+    with pytest.raises(ValueError, match="dft_saddle is nan"):
+        saddle_check(0.0, 0.1, 0.0, float("nan"))

@@ -169,6 +169,20 @@ def test_ch4_scan():
     assert np.allclose(other, other[0])  # only one C-H bond changes
 
 
+def test_h_h2_exchange_band_passes_the_symmetric_saddle():
+    system = get_system("h-h2-exchange", n_images=3)
+    frames = system.configurations
+    assert [a.info["role"] for a in frames] == ["initial", "image", "image", "image", "final"]
+    names = [a.info["name"] for a in frames]
+    assert names == sorted(names)  # start structures are taken in key order: the path order
+    r_ab = [a.get_distance(0, 1) for a in frames]
+    r_bc = [a.get_distance(1, 2) for a in frames]
+    assert r_ab[0] == pytest.approx(0.75) and r_bc[0] == pytest.approx(2.13)
+    assert r_ab[::-1] == pytest.approx(r_bc)  # the final state mirrors the initial one
+    assert r_ab[2] == pytest.approx(r_bc[2]) == pytest.approx(0.75 + 0.26 * np.log(2))  # bond orders 1/2, 1/2
+    assert all(a.info["multiplicity"] == 2 for a in frames)
+
+
 @pytest.mark.parametrize("metal", ["Cu", "Pt"])
 def test_adatom_hop_111(metal):
     system = get_system(f"{metal.lower()}-adatom-{metal.lower()}111")

@@ -96,3 +96,12 @@ def test_exploration_loop_builder_labels_with_pw_and_keeps_empty_settings(tmp_pa
     assert builder.label.pseudo_family.value == pseudo_family.label and builder.label.protocol.value == "fast"
     options = builder.label.options.get_dict()
     assert options["resources"]["num_mpiprocs_per_machine"] == 2 and options["withmpi"] is True
+
+
+def test_k_zero_is_read_only_for_a_barrier_loop(tmp_path):
+    with pytest.raises(ValueError, match="'k' must be >= 1"):
+        load_loop_spec(write(tmp_path, "k0.yaml", {**LOOP, "k": 0}))
+    spec = load_loop_spec(write(tmp_path, "b.yaml", {**LOOP, "k": 0, "target_barrier_error": 0.05}))
+    assert spec["k"] == 0 and spec["target_barrier_error"] == 0.05
+    with pytest.raises(ValueError, match="'target_barrier_error' must be > 0"):
+        load_loop_spec(write(tmp_path, "b0.yaml", {**LOOP, "target_barrier_error": 0}))
