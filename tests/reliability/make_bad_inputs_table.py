@@ -20,7 +20,7 @@ RESULT_JSON = ROOT / "docs" / "results" / "reliability-bad-inputs.json"
 DOCS_PAGE = ROOT / "docs" / "reliability.md"
 BLOCK = "reliability-bad-inputs"
 COMMAND = ".venv/bin/python tests/reliability/make_bad_inputs_table.py"
-#: Set by :func:`main` for the pytest run it starts: the test ``test_write_results_when_asked`` then writes.
+#: Set by :func:`main` for the pytest run it starts: the module fixture ``write_results_when_asked`` then writes.
 WRITE_ENV = "REACTMLIP_BAD_INPUTS_WRITE"
 
 
@@ -80,7 +80,7 @@ def main() -> int:
     os.environ[WRITE_ENV] = "1"
     os.chdir(ROOT)
     code = pytest.main(["-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "reliability" / "test_bad_inputs.py"),
-                        "-k", "write_results or refused or covers"])
+                        "-k", "refused or covers"])
     print(f"wrote {RESULT_JSON} and the block {BLOCK} of {DOCS_PAGE}" if RESULT_JSON.exists() else "nothing written")
     return int(code)
 
