@@ -33,7 +33,7 @@ ANCHOR_LABELS = 8
 #: ``fixture``: the middle image of the validation fixture's band, a saddle by symmetry).
 REACTIONS = {
     "h-h2-exchange": {"prefix": "loop-h3", "seeds": list(range(10)), "title": "H + H2 -> H2 + H", "dft": "neb"},
-    "nh3-inversion": {"prefix": "loop-nh3", "seeds": [0, 1, 2], "title": "NH3 umbrella inversion",
+    "nh3-inversion": {"prefix": "loop-nh3", "seeds": list(range(10)), "title": "NH3 umbrella inversion",
                       "dft": "fixture"},
 }
 STRATEGIES = ("saddle", "saddle+committee", "saddle+random")

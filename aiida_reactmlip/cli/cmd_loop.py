@@ -266,17 +266,27 @@ def print_final_table(nodes: dict[str, list], spec: dict, echo) -> None:
     from aiida_reactmlip.metrics.loop import compare_to_random, labels_to_target
 
     target = spec.get("target_force_mae")
+    barrier = spec.get("target_barrier_error")
     echo("")
-    echo(f"{'strategy':<14}{'seed':>5}{'pk':>7}  {'DFT labels -> force MAE (eV/Å)':<58}{'to target':>10}")
+    echo(f"{'strategy':<14}{'seed':>5}{'pk':>7}  {'DFT labels -> force MAE (eV/Å)':<58}"
+         f"{'barrier ok' if barrier else 'to target':>10}")
     curves: dict[str, list] = {}
+    converged: dict[str, list] = {}
     for strategy, group in nodes.items():
         for node in group:
             summary = node.outputs.summary.get_dict()
             points = "  ".join(f"{n}:{e:.3f}" for n, e in zip(summary["n_labels"], summary["force_mae"]))
-            reached = labels_to_target(summary["n_labels"], summary["force_mae"], target) if target else None
-            to_target = "-" if not target else ("not reached" if reached is None else str(reached))
+            if barrier:  # the barrier loop: the DFT labels used when the saddle check passed
+                reached = summary["n_labels"][-1] if summary["stop_reason"] == "barrier" else None
+            else:
+                reached = labels_to_target(summary["n_labels"], summary["force_mae"], target) if target else None
+            to_target = "-" if not (target or barrier) else ("not reached" if reached is None else str(reached))
             echo(f"{strategy:<14}{summary['seed']:>5}{node.pk:>7}  {points:<58}{to_target:>10}")
             curves.setdefault(strategy, []).append((summary["n_labels"], summary["force_mae"]))
+            converged.setdefault(strategy, []).append(reached)
+    if barrier:
+        _print_barrier_verdict(converged, spec, echo)
+        return
     if target and "random" in curves and spec["strategy"] in curves and spec["strategy"] != "random":
         pairs = min(len(curves["random"]), len(curves[spec["strategy"]]))
         try:
@@ -287,6 +297,23 @@ def print_final_table(nodes: dict[str, list], spec: dict, echo) -> None:
         echo(f"target {target:g} eV/Å: {result['verdict']}")
         echo(f"mean force MAE over the budget: {spec['strategy']} {result['loop_auc']:.4f}, "
              f"random {result['random_auc']:.4f} eV/Å")
+
+
+def _print_barrier_verdict(converged: dict[str, list], spec: dict, echo) -> None:
+    """Barrier loops: the DFT labels each strategy needed, paired by seed with the random baseline."""
+    from aiida_reactmlip.metrics.statistics import paired_comparison, verdict
+
+    strategy = spec["strategy"]
+    if strategy == "random" or "random" not in converged or strategy not in converged:
+        return
+    pairs = min(len(converged["random"]), len(converged[strategy]))
+    budget = spec.get("max_dft_labels")
+    if budget is None and None in converged["random"][:pairs] + converged[strategy][:pairs]:
+        echo("no comparison: a loop did not converge and the file sets no max_dft_labels to count it at")
+        return
+    result = paired_comparison(converged[strategy][:pairs], converged["random"][:pairs],
+                               censor_at=None if budget is None else budget + 1, names=(strategy, "random"))
+    echo(f"barrier within {spec['target_barrier_error']:g} eV: {verdict(result, 'labels')}")
 
 
 @cmd_loop.command("show")

@@ -116,3 +116,31 @@ def test_converged_round_stops_without_another_finetune(barrier_loop):
     assert node.outputs.rounds[key].metrics.uuid == node.outputs.rounds[f"round_{last - 1:02d}"].metrics.uuid
     pw = [n for n in node.called_descendants if n.process_type == "aiida.calculations:quantumespresso.pw"]
     assert len(pw) == node.outputs.dataset.n_frames
+
+
+class _FakeLoop:
+    """A finished loop as print_final_table reads it: ``pk`` and ``outputs.summary.get_dict()``."""
+
+    def __init__(self, pk: int, seed: int, n_labels: list, stop_reason: str):
+        summary = {"seed": seed, "n_labels": n_labels, "force_mae": [0.2 - 0.01 * i for i in range(len(n_labels))],
+                   "stop_reason": stop_reason}
+        self.pk = pk
+        self.outputs = type("Outputs", (), {"summary": type("Summary", (), {"get_dict": lambda _: summary})()})()
+
+
+def test_final_table_counts_labels_at_the_passed_check_and_pairs_with_random():
+    from aiida_reactmlip.cli.cmd_loop import format_row, print_final_table
+
+    spec = {"strategy": "committee", "target_barrier_error": 0.05, "max_dft_labels": 9}
+    committee = [_FakeLoop(10 + s, s, [0, 3, 5], "barrier") for s in range(6)]
+    random = [_FakeLoop(20 + s, s, [0, 3, 5, 7, 9], "budget") for s in range(6)]
+    lines = []
+    print_final_table({"committee": committee, "random": random}, spec, lines.append)
+    rows = [line.split() for line in lines if line.startswith(("committee", "random"))]
+    assert [row[-1] for row in rows] == ["5"] * 6 + ["reached"] * 6  # "not reached": budget spent
+    verdict = lines[-1]
+    # committee 5 labels in every pair, random censored at 9 + 1: 6 non-zero differences of one sign
+    assert verdict.startswith("barrier within 0.05 eV:") and "p = 0.031" in verdict, verdict
+    row = {"round": 2, "n_labels": 5, "n_new": 2, "strategy": "saddle+committee", "force_mae": 0.1, "seconds": 4.0,
+           "mlip_barrier": 0.169, "dft_saddle_barrier": 0.140, "barrier_check_error": 0.029}
+    assert "saddle check: model 0.169 vs DFT 0.140 eV (|err| 29 meV)" in format_row(row)
