@@ -30,9 +30,11 @@ class BarrierCheckSteps:
         return "target_barrier_error" in self.inputs
 
     def _band_indices(self) -> list[int]:
-        """Pool indices of this round's NEB band (end states included): the MD frames, if any, come first."""
-        offset = self.ctx.explore_md.outputs.trajectory.n_frames if "md" in self.inputs else 0
-        return list(range(offset, offset + self.ctx.explore_neb.outputs.band.n_frames))
+        """Pool indices of this round's NEB band, end states included, in image order: the frames the runner
+        marks ``role = mlip_neb_image`` (wherever MD frames or rattles put them in the pool)."""
+        images = {int(info["image"]): index for index, info in enumerate(self.ctx.pool.frame_info)
+                  if info.get("role") == "mlip_neb_image"}
+        return [images[k] for k in sorted(images)]
 
     def _check_frames(self) -> list[int]:
         """Barrier loop: the pool indices pw.x must label to check this round's band: its highest interior
