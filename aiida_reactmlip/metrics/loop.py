@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "BARRIER_CHECK_KEYS",
     "STOP_REASONS",
     "area_under_curve",
     "check_curve",
@@ -241,6 +242,11 @@ def stop_reason(
 
 
 # ------------------------------------------------------------------ the barrier loop
+#: The saddle check of a barrier-loop round, as its row carries it (eV; ``saddle_frame``: the pool index of the
+#: band's highest image).
+BARRIER_CHECK_KEYS = ("mlip_barrier", "dft_saddle_barrier", "barrier_check_error", "saddle_frame")
+
+
 def saddle_image(band_energies: Sequence[float]) -> int:
     """Index of the highest interior image of a band (energies in eV, end states first and last).
 

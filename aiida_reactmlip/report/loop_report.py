@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from aiida_reactmlip.metrics.learning_curves import CURVE_METRICS, REACTIVE_METRICS
+from aiida_reactmlip.metrics.loop import BARRIER_CHECK_KEYS
 from aiida_reactmlip.report.evidence import loop_curve, write_loop_evidence
 from aiida_reactmlip.report.page import figures, page
 from aiida_reactmlip.report.plots import _finish, _pyplot, _save
@@ -156,6 +157,12 @@ def _rows(node) -> list[dict]:
             for row in node.outputs.summary["rounds"]]
 
 
+def _saddle_checks(node) -> tuple[list, list] | None:
+    """A barrier loop's saddle checks as a curve: (DFT labels after the round, |error| in meV), or None."""
+    rows = [row for row in node.outputs.summary["rounds"] if row.get("barrier_check_error") is not None]
+    return ([row["n_labels"] for row in rows], [1000 * row["barrier_check_error"] for row in rows]) if rows else None
+
+
 def _series_name(curve: dict) -> str:
     return "loop" if curve["strategy"] != "random" else "random"
 
@@ -170,7 +177,8 @@ def write_loop_report(
     ``energy_error_vs_labels.png`` (eV/atom), ``<reactive metric>_vs_labels.png`` (e.g.
     ``scan_energy_mae_vs_labels.png``: the reactive errors the validation set allows, in meV),
     ``selected_per_round.png`` (pool frames on a reaction coordinate with the frames picked in each round),
-    ``thumbnails.png`` (the frames the first loop picked), ``rounds.csv`` and ``index.html``. ``target``
+    ``thumbnails.png`` (the frames the first loop picked), ``saddle_check_vs_labels.png`` (barrier loops: the
+    model's barrier error at its own saddle, meV, per round), ``rounds.csv`` and ``index.html``. ``target``
     (eV/Å) defaults to the loops' own ``target_force_mae``; with baselines, the labels each needed to reach it are compared
     (:func:`aiida_reactmlip.metrics.loop.compare_to_random`).
     """
@@ -211,6 +219,16 @@ def write_loop_report(
                 reactive_series, output / f"{metric}_vs_labels.png", ylabel=f"{label} (meV)",
                 title=f"{label} on the validation set")
 
+    barrier_series = {name: [checks for checks in map(_saddle_checks, group) if checks]
+                      for name, group in zip(series, [nodes, baselines])}
+    barrier_series = {name: points for name, points in barrier_series.items() if points}
+    if barrier_series:  # the barrier loop: its stop criterion against the labels spent
+        barrier_target = nodes[0].outputs.summary.get_dict().get("target_barrier_error")
+        files["saddle_check_vs_labels.png"] = plot_error_vs_labels(
+            barrier_series, output / "saddle_check_vs_labels.png",
+            target=None if barrier_target is None else 1000 * barrier_target,
+            ylabel="|model - DFT| barrier at the model's saddle (meV)", title="saddle check against DFT labels")
+
     comparison = None
     if base_curves and target is not None:
         pairs = min(len(curves), len(base_curves))
@@ -230,7 +248,7 @@ def write_loop_report(
     files["rounds.csv"] = output / "rounds.csv"
     with open(files["rounds.csv"], "w", newline="") as handle:
         columns = ["loop", "round", "strategy", "n_labels", "n_new", "force_mae", "energy_mae_per_atom", "force_rmse",
-                   *REACTIVE_METRICS, "seconds", "selected"]
+                   *REACTIVE_METRICS, *BARRIER_CHECK_KEYS, "seconds", "selected"]
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

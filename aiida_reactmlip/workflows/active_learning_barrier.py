@@ -12,10 +12,9 @@ import time
 
 import numpy as np
 
-from aiida_reactmlip.metrics.loop import saddle_check, saddle_image, stop_reason
+from aiida_reactmlip.metrics.loop import BARRIER_CHECK_KEYS, saddle_check, saddle_image, stop_reason
 
-#: The saddle check of a round in its row (eV; ``saddle_frame``: the pool index of the band's highest image).
-BARRIER_CHECK_KEYS = ("mlip_barrier", "dft_saddle_barrier", "barrier_check_error", "saddle_frame")
+__all__ = ["BARRIER_CHECK_KEYS", "BarrierCheckSteps", "round_key"]
 
 
 def round_key(index: int) -> str:
