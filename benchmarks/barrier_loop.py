@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.barrier_loop run [--reaction NAME]   # the loops of a reaction (H + H2: ~40 min)
     .venv/bin/python -m benchmarks.barrier_loop table                   # regenerates the block of docs/active-learning.md
     .venv/bin/python -m benchmarks.barrier_loop archive                 # an AiiDA archive of every loop (results/)
+    .venv/bin/python -m benchmarks.barrier_loop refresh                 # the JSON's numbers again from its nodes
 
 For each reaction of ``REACTIONS`` (default: all), ``run`` calls ``reactmlip loop run`` on its two loop files
 (``loop-<r>-barrier.yaml``: the saddle check + one committee pick per round, and its random baseline;
@@ -49,8 +50,10 @@ def loop_entry(node) -> dict:
     summary = node.outputs.summary.get_dict()
     rows = [row for row in summary["rounds"] if row.get("barrier_check_error") is not None]
     converged = summary["stop_reason"] == "barrier"
+    # The loop's own strategy: round 1 of a committee loop picks at random (no labels yet to disagree on).
+    strategy = "saddle" if summary["k"] == 0 else f"saddle+{summary['strategy']}"
     return {
-        "strategy": rows[-1]["strategy"] if rows else summary["strategy"], "seed": summary["seed"], "pk": node.pk,
+        "strategy": strategy, "seed": summary["seed"], "pk": node.pk,
         "uuid": node.uuid, "stop_reason": summary["stop_reason"], "converged": converged,
         "dft_labels": summary["n_labels"][-1], "labels_to_converge": summary["n_labels"][-1] if converged else None,
         "checks": [{key: row[key] for key in ("round", "n_labels", "mlip_barrier", "dft_saddle_barrier",
@@ -201,6 +204,20 @@ def run_reaction(reaction: str, profile: str | None) -> dict:
             "wall_seconds": round(time.perf_counter() - start, 1), **reaction_record(reaction, nodes, dft, spec)}
 
 
+def refresh(profile: str | None) -> None:
+    """Recompute every reaction's loops and comparisons from the nodes the JSON names (no job runs)."""
+    from aiida import load_profile, orm
+
+    load_profile(profile, allow_switch=True)
+    record = json.loads(RESULT_JSON.read_text())
+    for reaction, entry in record["reactions"].items():
+        spec = {"target_barrier_error": entry["target_barrier_error"], "max_dft_labels": entry["max_dft_labels"]}
+        nodes = [orm.load_node(loop["uuid"]) for loop in entry["loops"]]
+        entry.update(reaction_record(reaction, nodes, entry["dft"], spec))
+        entry["refreshed"] = provenance("python -m benchmarks.barrier_loop refresh")
+    write_record(record, RESULT_JSON, table)
+
+
 def main() -> None:
     import argparse
 
@@ -212,13 +229,16 @@ def main() -> None:
     p_run.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
     sub.add_parser("table", help="regenerate the docs block from the JSON")
     p_archive = sub.add_parser("archive", help="an AiiDA archive of every loop the JSON names (under results/)")
-    for p in (p_run, p_archive):
+    p_refresh = sub.add_parser("refresh", help="recompute the JSON's numbers from the nodes it names (no job runs)")
+    for p in (p_run, p_archive, p_refresh):
         p.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
     args = parser.parse_args()
     if args.what == "table":
         table()
     elif args.what == "archive":
         write_archive(RESULT_JSON, args.profile)
+    elif args.what == "refresh":
+        refresh(args.profile)
     else:
         record = json.loads(RESULT_JSON.read_text()) if RESULT_JSON.exists() else {"reactions": {}}
         for reaction in args.reaction or list(REACTIONS):
