@@ -254,7 +254,7 @@ def loop_builder(spec: dict, seed: int, strategy: str | None = None, datasets: d
     if finetune_seed is not None:
         builder.finetune_seed = orm.Int(int(finetune_seed))
     for key, kind in SCALAR_INPUTS:
-        if key.startswith("target") and spec.get("run_to_budget"):
+        if key in ("target_force_mae", "target_energy_mae") and spec.get("run_to_budget"):
             continue  # run_to_budget: the target only scores the comparison, every loop spends the budget
         if spec.get(key) is not None:
             builder[key] = kind(spec[key])

@@ -14,6 +14,9 @@ One round::
     evaluate  reactmlip.evaluate + reactmlip.compute_metrics on the fixed DFT validation set
     stop?     target force / energy MAE reached, DFT budget spent, max_rounds, pool exhausted
 
+Barrier loop (``target_barrier_error``): pw.x also labels the band's saddle (and initial state) each round; it
+stops when those DFT points and the model's barrier agree (:mod:`aiida_reactmlip.workflows.active_learning_barrier`).
+
 Round 0 is the starting point: the base model (or, with ``initial_dataset``, the base model fine-tuned
 on it) evaluated on the validation set, so every curve starts at the zero-shot error.
 
@@ -72,9 +75,6 @@ EXPLORATION_SETTINGS = {
     "rattle": "Rattled copies of the start frames added to the pool: {n, stdev (Å), seed}.",
     "neb": "reactmlip.neb settings: an MLIP NEB band between the two start frames joins the pool.",
 }
-
-
-
 
 
 class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
