@@ -353,6 +353,9 @@ def main(repository_dir: str, size: str) -> dict:
             "repeated_outside_transit": sum(max(0, row["starts"] - 1) for row in accounting["rows"]
                                             if row["uuid"] not in in_transit),
             "no_remote_folder_outside_transit": len(set(accounting["finished_ok_without_remote_folder"]) - in_transit),
+            "never_started_outside_transit": sum(1 for row in accounting["rows"] if not row["cached_from"]
+                                                 and row["starts"] == 0 and row["state"] != "killed"
+                                                 and row["uuid"] not in in_transit),
             "duplicate_job_ids": accounting["duplicate_job_ids"], "aiida_out_files": accounting["aiida_out_files"],
             "resubmissions_not_run": accounting["resubmissions_not_run"],
         }

@@ -37,11 +37,17 @@ def check_faults(result: dict, min_faults: int) -> None:
     assert summary["repeated_outside_transit"] == 0, result["calcjobs"]
     assert summary["pw_repeated"] + summary["finetunes_repeated"] <= summary["in_transit_at_a_fault"]
     assert summary["pw_repeated"] == 0, result["calcjobs"]  # the localhost computer's run-once guard
-    assert summary["pw_never_started"] == 0
+    # A worker killed between storing a CalcJob node and handing its task to the broker leaves that node
+    # unstarted: the reloaded parent (from its last checkpoint) submits a new one. Such a node runs nothing and
+    # may only be one of the processes in transit at a fault (seen once in CI-like runs, session 9).
+    never_started = summary["pw_never_started"]
+    assert summary.get("never_started_outside_transit", never_started) == 0, result["calcjobs"]
+    assert never_started <= summary["in_transit_at_a_fault"]
     killed_unstarted = summary.get("pw_killed_before_start", 0)  # `verdi process kill` came first
     assert summary["pw_starts"] == \
-        summary["pw_calcjobs"] - summary["pw_cached"] - killed_unstarted + summary["pw_repeated"]
-    assert summary["aiida_out_files"] == summary["pw_calcjobs"] - summary["pw_cached"] - killed_unstarted
+        summary["pw_calcjobs"] - summary["pw_cached"] - killed_unstarted - never_started + summary["pw_repeated"]
+    assert summary["aiida_out_files"] == \
+        summary["pw_calcjobs"] - summary["pw_cached"] - killed_unstarted - never_started
     assert summary["finetune_calcjobs"] == result["finetunes"]
     assert summary["finetune_starts"] == summary["finetune_calcjobs"] + summary["finetunes_repeated"]
     # one pw.x per structure, or two when the first gave nothing usable (a kill made it fail or lose its
