@@ -43,15 +43,16 @@ from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
 from aiida_reactmlip.metrics.learning_curves import reactive_values
 from aiida_reactmlip.metrics.loop import labels_this_round, stop_reason
+from aiida_reactmlip.workflows.active_learning_barrier import BARRIER_CHECK_KEYS, BarrierCheckSteps
 from aiida_reactmlip.workflows.active_learning_functions import (
     bootstrap_indices,
     make_summary,
     pool_structures,
     rattle_dataset,
+    round_key,
     select_candidates,
     structures_to_dataset,
 )
-from aiida_reactmlip.workflows.active_learning_barrier import BARRIER_CHECK_KEYS, BarrierCheckSteps, round_key
 from aiida_reactmlip.workflows.active_learning_inputs import COMMITTEE_STRATEGIES, validate_inputs
 from aiida_reactmlip.workflows.label import LabelWorkChain
 from aiida_reactmlip.workflows.restart import FinetuneBaseWorkChain, failure_reason
@@ -245,8 +246,7 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
         self.ctx.oracle = "label_pool" in self.inputs
         self.ctx.n_new = 0
         self.ctx.strategy_used = "base model"
-        self.ctx.barrier = None  # barrier loop: this round's saddle check
-        self.ctx.dft_initial = None
+        self.ctx.barrier, self.ctx.dft_initial = None, None  # barrier loop: the round's check, the DFT initial state
         if not self.ctx.oracle:
             if "start_dataset" in self.inputs:
                 self.ctx.start = self.inputs.start_dataset

@@ -14,12 +14,9 @@ import numpy as np
 
 from aiida_reactmlip.metrics.loop import BARRIER_CHECK_KEYS, saddle_check, saddle_image, stop_reason
 
-__all__ = ["BARRIER_CHECK_KEYS", "BarrierCheckSteps", "round_key"]
+from aiida_reactmlip.workflows.active_learning_functions import round_key
 
-
-def round_key(index: int) -> str:
-    """``round_03`` for round 3: the prefix of the round's link labels and outputs."""
-    return f"round_{index:02d}"
+__all__ = ["BARRIER_CHECK_KEYS", "BarrierCheckSteps"]
 
 
 class BarrierCheckSteps:
@@ -39,31 +36,28 @@ class BarrierCheckSteps:
         """Barrier loop: the pool indices pw.x must label to check this round's band: its highest interior
         image, and its initial state unless an identical one already has a DFT energy."""
         band = self._band_indices()
-        energies = self.ctx.pool.frames.energies
-        saddle = band[saddle_image(energies[band])]
+        frames = self.ctx.pool.frames
+        saddle = band[saddle_image(frames.energies[band])]
         self.ctx.barrier_frames = {"initial": band[0], "saddle": saddle}
-        initial = self.ctx.pool.frames.subset([band[0]])
-        known = self.ctx.get("dft_initial")
-        if known is not None and np.allclose(known["positions"], initial.positions, atol=1e-6):
+        known = self.ctx.dft_initial
+        if known is not None and np.allclose(known["positions"], frames.subset([band[0]]).positions, atol=1e-6):
             return [saddle]
         return [band[0], saddle]
 
     def _barrier_check(self, new_labels) -> dict | str:
         """The round's saddle check from the new DFT labels (eV), or a message naming the missing label."""
-        frames = new_labels.frames
-        dft = {f"frame_{int(info['pool_index']):04d}": float(frames.energies[i])
+        energies = new_labels.frames.energies
+        dft = {int(info["pool_index"]): float(energies[i])
                for i, info in enumerate(new_labels.frame_info) if "pool_index" in info}
-        pool_energies = self.ctx.pool.frames.energies
+        pool = self.ctx.pool.frames
         initial, saddle = self.ctx.barrier_frames["initial"], self.ctx.barrier_frames["saddle"]
-        if f"frame_{initial:04d}" in dft:
-            positions = self.ctx.pool.frames.subset([initial]).positions
-            self.ctx.dft_initial = {"energy": dft[f"frame_{initial:04d}"], "positions": positions.tolist()}
-        if self.ctx.get("dft_initial") is None:
+        if initial in dft:
+            self.ctx.dft_initial = {"energy": dft[initial], "positions": pool.subset([initial]).positions.tolist()}
+        if self.ctx.dft_initial is None:
             return f"the band's initial state (pool frame {initial}) has no DFT label"
-        if f"frame_{saddle:04d}" not in dft:
+        if saddle not in dft:
             return f"the band's highest image (pool frame {saddle}) has no DFT label"
-        check = saddle_check(pool_energies[initial], pool_energies[saddle], self.ctx.dft_initial["energy"],
-                             dft[f"frame_{saddle:04d}"])
+        check = saddle_check(pool.energies[initial], pool.energies[saddle], self.ctx.dft_initial["energy"], dft[saddle])
         return {"mlip_barrier": check["model_barrier_eV"], "dft_saddle_barrier": check["dft_barrier_eV"],
                 "barrier_check_error": check["barrier_abs_error_eV"], "saddle_frame": saddle}
 

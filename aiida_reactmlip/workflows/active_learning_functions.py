@@ -17,6 +17,11 @@ def split_forces(forces: np.ndarray, n_atoms) -> list[np.ndarray]:
     return [np.asarray(forces[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
 
 
+def round_key(index: int) -> str:
+    """``round_03`` for round 3: the prefix of the loop's link labels and outputs of that round."""
+    return f"round_{index:02d}"
+
+
 @calcfunction
 def select_candidates(pool: LabelledDatasetData, parameters: orm.Dict, **predictions: orm.ArrayData) -> dict:
     """Pick pool frames to label: ``selection.select`` with ``parameters`` (``strategy``, ``k``, ``seed``,
