@@ -145,7 +145,69 @@ def test_general_set_is_the_library_system(general):
         np.testing.assert_allclose(atoms.positions, built[atoms.info["name"]].positions, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", [POOL_FIXTURE, GENERAL_FIXTURE])
+#: The reaction pools of the evidence protocol: fixture -> library system.
+REACTION_POOLS = {"h-h2-exchange-pool": "h-h2-exchange", "nh3-inversion-pool": "nh3-inversion"}
+
+
+@pytest.mark.parametrize("name", sorted(REACTION_POOLS))
+def test_reaction_pool_holds_200_frames_in_parent_geometry_groups(name):
+    images = load_fixture_dataset(name)
+    _check_labels(images)
+    assert len(images) >= 200 and len({a.info["name"] for a in images}) == len(images)
+    assert {a.info["system"] for a in images} == {REACTION_POOLS[name]}
+    assert len({a.get_chemical_formula() for a in images}) == 1
+    counts = Counter(a.info["group"] for a in images)
+    kinds = Counter(group.split("-")[0] for group in counts)
+    # the library band, the explorer's NEB band, bond scans, MD from 5 images at 2 temperatures, rattles of 11 images
+    assert counts["band"] == 13 and counts["mlip-neb"] == 7
+    assert kinds["md"] == 10 and all(n == 10 for g, n in counts.items() if g.startswith("md-"))
+    assert kinds["rattle"] == 11 and kinds["scan"] >= 4
+    order = [a.info["group"] for a in images]  # frames of a group are contiguous
+    assert [g for k, g in enumerate(order) if k == 0 or order[k - 1] != g] == list(dict.fromkeys(order))
+    # whole groups to each side: band, MD trajectories and rattle batches never straddle a split
+    groups = [a.info["group"] for a in images]
+    split = split_by_group(groups, test_fraction=0.2, validation_fraction=0.2, seed=3)
+    seen = {key: {groups[i] for i in split[key]} for key in ("train", "validation", "test")}
+    assert not seen["train"] & seen["test"] and not seen["validation"] & seen["test"]
+
+
+@pytest.mark.parametrize("name", sorted(REACTION_POOLS))
+def test_reaction_pool_geometry_is_what_the_script_builds(name):
+    """The pure-geometry part of the pool (band, scans, rattles) is exactly the script's; the explored part (CHGNet
+    NEB band and MD) sits in its own groups, every MD frame a different geometry."""
+    images = load_fixture_dataset(name)
+    built = {a.info["name"]: a for a in _script().reaction_pool_configurations(REACTION_POOLS[name], explore=False)}
+    stored = {a.info["name"]: a for a in images}
+    assert set(built) <= set(stored)
+    for key, atoms in built.items():
+        assert stored[key].info["group"] == atoms.info["group"]
+        np.testing.assert_allclose(stored[key].positions, atoms.positions, atol=1e-12)
+    explored = [a for a in images if a.info["name"] not in built]
+    assert {a.info["group"].split("-")[0] for a in explored} == {"md", "mlip"}
+    md = np.array([a.positions.ravel() for a in explored if a.info["role"] == "mlip_md"])
+    assert len(md) == 100 and len(np.unique(np.round(md, 6), axis=0)) == 100
+
+
+def test_reaction_pool_labels_are_physical():
+    """The DFT labels belong to their reaction: a barrier in the middle of each band (H3: PBE's small collinear
+    barrier; NH3: the inversion barrier, experiment ~0.25 eV), the N-H scan's minimum at its grid point nearest 1.02 Å, and no force
+    left on an isolated molecule."""
+    for name in REACTION_POOLS:
+        images = load_fixture_dataset(name)
+        band = [a for a in images if a.info["group"] == "band"]
+        energies = np.array([a.get_potential_energy() for a in band])
+        barrier = energies.max() - energies[0]
+        assert 0.05 < barrier < 0.40, (name, barrier)
+        assert 3 <= int(np.argmax(energies)) <= 9, (name, energies)  # the top is inside the band, not an end
+        assert abs(energies[-1] - energies[0]) < 0.02  # symmetric reactions: the end states are mirror images
+        for atoms in images:
+            assert np.abs(atoms.get_forces().sum(axis=0)).max() < 0.05, atoms.info["name"]
+    scan = [a for a in load_fixture_dataset("nh3-inversion-pool") if a.info["group"] == "scan-nh-pyramid"]
+    d = np.array([a.get_distance(0, 1) for a in scan])
+    assert 0.96 <= d[np.argmin([a.get_potential_energy() for a in scan])] <= 1.11  # grid 0.90, 0.97, 1.10 Å
+
+
+@pytest.mark.parametrize("name", [POOL_FIXTURE, GENERAL_FIXTURE, *sorted(REACTION_POOLS)])
 def test_sidecar_records_how_the_labels_were_made(name):
     meta = fixture_metadata(name)
     images = load_fixture_dataset(name)
