@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from aiida_reactmlip.report.docs_blocks import read_block
+from aiida_reactmlip.report.docs_blocks import REPO_ROOT, read_block
 from benchmarks._evaluate_docs import BLOCK, DOCS, RESULT_JSON, render_markdown
 from benchmarks.evaluate import FIXED_COST_GROUPS, fixed_costs, frame_slices
 
@@ -77,7 +77,7 @@ def test_fixed_costs_group_every_step_but_the_evaluation():
 
 
 def _generated_blocks():
-    from benchmarks import barrier_loop, finetune_study_docs, label_throughput, loop_evidence
+    from benchmarks import barrier_loop, finetune_study_docs, label_throughput, loop_evidence, loop_protocol
 
     throughput_json, throughput_page = label_throughput._docs_paths()
     return [
@@ -89,11 +89,15 @@ def _generated_blocks():
          "python -m benchmarks.label_throughput --docs-only"),
         (barrier_loop.DOCS, barrier_loop.BLOCK, barrier_loop.RESULT_JSON, barrier_loop.render,
          "python -m benchmarks.barrier_loop table"),
+        (loop_protocol.DOCS, loop_protocol.BLOCK, loop_protocol.RESULT_JSON, loop_protocol.render,
+         "python -m benchmarks.loop_protocol table"),
+        (loop_protocol.SUMMARY_DOCS, loop_protocol.SUMMARY_BLOCK, loop_protocol.RESULT_JSON,
+         loop_protocol.render_summary, "python -m benchmarks.loop_protocol table"),
     ]
 
 
-@pytest.mark.parametrize("index", range(4),
-                         ids=["loop-ch4-evidence", "finetune-ch4-study", "label-throughput", "barrier-loops"])
+@pytest.mark.parametrize("index", range(6), ids=["loop-ch4-evidence", "finetune-ch4-study", "label-throughput",
+                                                  "barrier-loops", "loop-protocol", "loop-protocol-summary"])
 def test_generated_block_is_the_rendering_of_its_json(index):
     page, block, result_json, render, command = _generated_blocks()[index]
     record = json.loads(result_json.read_text())
@@ -159,6 +163,51 @@ def test_barrier_loop_record_is_consistent(reaction):
                                   censor_at=entry["max_dft_labels"] + 1, names=(a, b))
         assert again["wilcoxon_p"] == pytest.approx(comparison["wilcoxon_p"])
         assert again["mean_difference"] == pytest.approx(comparison["mean_difference"])
+
+
+@pytest.mark.parametrize("reaction", ["h-h2-exchange", "nh3-inversion"])
+def test_loop_protocol_record_is_consistent(reaction):
+    """Every run of the protocol entry holds the file's strategy and both baselines with the plan's seeds, paired;
+    the verdicts are recomputed from the curves the JSON holds."""
+    from benchmarks import loop_protocol
+
+    from aiida_reactmlip.metrics.statistics import compare_strategies
+    from aiida_reactmlip.specs.evidence import evidence_plan, partial_plan
+    from aiida_reactmlip.specs.loop import load_loop_spec
+
+    entry = json.loads(loop_protocol.RESULT_JSON.read_text())["reactions"][reaction]
+    spec = load_loop_spec(REPO_ROOT / entry["loop_file"])
+    assert entry["evidence"] == spec["evidence"] and entry["k"] == spec["k"]
+    assert entry["pool_frames"] >= 200
+    # the target's rule, fixed before the runs: 0.7 x the base model's zero-shot force MAE on the pool
+    assert spec["evidence"]["target"]["threshold"] == round(0.7 * entry["zero_shot_pool_force_mae"], 2)
+    partial = entry["partial"] or {"splits": [None], "runs": [None]}
+    plan = partial_plan(evidence_plan(spec["evidence"], spec["strategy"]), partial["splits"][0], partial["runs"][0])
+    assert plan["partial"] == entry["partial"]
+    strategies = plan["runs"][0]["strategies"]
+    by_run = {}
+    for loop in entry["loops"]:
+        by_run.setdefault((loop["split"], loop["run"]), {})[loop["strategy"]] = loop
+    assert sorted(by_run) == [(run["split"], run["run"]) for run in plan["runs"]]
+    budget = list(range(0, spec["max_dft_labels"] + 1, spec["k"]))
+    for run in plan["runs"]:
+        loops = by_run[(run["split"], run["run"])]
+        assert sorted(loops) == sorted(strategies)
+        for loop in loops.values():
+            assert loop["selection_seed"] == run["selection_seed"] and loop["finetune_seed"] == run["finetune_seed"]
+            assert loop["n_labels"] == budget and len(loop["test_force_mae"]) == len(budget)
+        # round 0 is base CHGNet on the same test set in every strategy of a run
+        assert len({round(loop["test_force_mae"][0], 9) for loop in loops.values()}) == 1
+    curves = {name: [(by_run[key][name]["n_labels"], by_run[key][name]["test_force_mae"]) for key in sorted(by_run)]
+              for name in strategies}
+    assert entry["verdicts"]["censor_at"] == spec["max_dft_labels"] + spec["k"]  # one round past the budget
+    again = compare_strategies(curves, spec["strategy"], spec["evidence"]["target"]["threshold"],
+                               censor_at=entry["verdicts"]["censor_at"])
+    for other, comparison in entry["verdicts"]["comparisons"].items():
+        for kind in ("labels", "mean_error"):
+            assert again[other][kind]["wilcoxon_p"] == pytest.approx(comparison[kind]["wilcoxon_p"])
+            assert again[other][kind]["mean_difference"] == pytest.approx(comparison[kind]["mean_difference"])
+        assert any(again[other]["labels_sentence"] in line for line in entry["verdicts"]["lines"])
 
 
 def test_record_uuids_finds_every_node_once():

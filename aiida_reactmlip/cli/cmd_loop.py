@@ -66,23 +66,29 @@ def run_loop_with_progress(builder, echo, prefix: str = "", interval: float = 1.
 @click.option("--seeds", default=None, help="Comma-separated seeds, replacing the file's (e.g. 0,1,2).")
 @click.option("--strategy", "strategy_name", default=None, help="Selection strategy, replacing the file's (e.g. fps).")
 @click.option("--no-baseline", is_flag=True, help="Skip the random-selection baseline even if the file asks for it.")
+@click.option("--splits", "n_splits", type=int, default=None,
+              help="Evidence files only: run the first N group splits of the protocol (a partial run, said so in "
+              "every verdict; a later full run reuses its loops from the cache).")
+@click.option("--runs", "n_runs", type=int, default=None,
+              help="Evidence files only: run the first N runs of each split (see --splits).")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="AiiDA caching of MD, fine-tunes, evaluations and pw.x: a rerun of a crashed or stopped loop "
               "reuses every finished job instead of running it again.")
 @click.pass_context
-def cmd_loop_run(ctx, file, output, dry_run, seeds, strategy_name, no_baseline, cache):
+def cmd_loop_run(ctx, file, output, dry_run, seeds, strategy_name, no_baseline, n_splits, n_runs, cache):
     """Run the loop described in FILE (and its random baseline), printing each round, then the final table.
 
     \b
     Examples:
       reactmlip loop run workchains/loop-ch4-smoke.yaml
       reactmlip loop run workchains/loop-ch4-evidence.yaml --seeds 0 --strategy fps
+      reactmlip loop run workchains/loop-h3-protocol.yaml --splits 1 --runs 5 --dry-run
     """
     from aiida_reactmlip.report.loop_report import write_loop_report
     from aiida_reactmlip.specs.loop import load_loop_spec
 
     def load(path):
-        return _with_overrides(load_loop_spec(path), seeds, strategy_name, no_baseline)
+        return _with_overrides(load_loop_spec(path), seeds, strategy_name, no_baseline, n_splits, n_runs)
 
     def report(spec, nodes):
         print_final_table(nodes, spec, click.echo)
@@ -96,22 +102,29 @@ def cmd_loop_run(ctx, file, output, dry_run, seeds, strategy_name, no_baseline, 
              run=lambda spec: _run_loops(spec, file, cache), report=report)
 
 
-def _with_overrides(spec: dict, seeds: str | None, strategy: str | None, no_baseline: bool) -> dict:
+def _with_overrides(spec: dict, seeds: str | None, strategy: str | None, no_baseline: bool,
+                    n_splits: int | None = None, n_runs: int | None = None) -> dict:
     """The loop spec with the command line's seeds and strategy, and ``strategies``: the file's strategy and,
-    unless ``no_baseline``, the random baseline it asks for."""
+    unless ``no_baseline``, the random baseline it asks for; for an evidence file its plan (``n_splits``,
+    ``n_runs``: a prefix of it)."""
     from aiida_reactmlip.workflows.active_learning_inputs import known_strategies
 
     if "evidence" in spec:
         if seeds or strategy:
             raise click.ClickException("--seeds and --strategy do not apply to a file with an 'evidence' section: "
                                        "its protocol draws the seeds and names the strategies")
-        from aiida_reactmlip.specs.evidence import evidence_plan
+        from aiida_reactmlip.specs.evidence import evidence_plan, partial_plan
 
-        spec["plan"] = evidence_plan(spec["evidence"], spec["strategy"])
+        try:
+            spec["plan"] = partial_plan(evidence_plan(spec["evidence"], spec["strategy"]), n_splits, n_runs)
+        except ValueError as exception:
+            raise click.ClickException(f"--splits / --runs: {exception}") from exception
         spec["strategies"] = spec["plan"]["runs"][0]["strategies"]
         if no_baseline:
             spec["strategies"] = spec["strategies"][:1]
         return spec
+    if n_splits is not None or n_runs is not None:
+        raise click.ClickException("--splits and --runs apply to a file with an 'evidence' section only")
     if seeds:
         try:
             spec["seeds"] = [int(s) for s in seeds.split(",")]
@@ -220,13 +233,25 @@ def _run_evidence(spec: dict, file, cache: bool) -> dict[str, list]:
     return nodes
 
 
-def evidence_verdict_lines(summaries: dict[str, list[dict]], spec: dict, pool_size: int) -> list[str]:
+def evidence_censor(spec: dict, pool_size: int) -> tuple[int, str]:
+    """The label count a protocol run that never reaches the target is counted at, and why: one round past the
+    budget (``max_dft_labels + k``: all that is known is that it needs more) when the file sets a budget below
+    the pool, else the pool size."""
+    budget = spec.get("max_dft_labels")
+    if budget is not None and int(budget) + int(spec.get("k", 1)) <= pool_size:
+        return int(budget) + int(spec.get("k", 1)), "one round past the budget"
+    return int(pool_size), "the pool size"
+
+
+def evidence_verdict_lines(summaries: dict[str, list[dict]], spec: dict, censor_at: int,
+                           censored_at: str = "the pool size") -> list[str]:
     """The protocol's verdicts as lines: the file's strategy against each baseline on the test-set target, paired
     by run (labels to target, and mean error over the common budget), then the mean reactive errors on the test
     set where every run has them (``test_<reactive metric>`` curves of the loop summaries), as measured.
 
-    ``summaries``: strategy -> the loops' summary dicts, run ``i`` of every strategy paired; ``pool_size``: the
-    label count a run that never reaches the target is counted at."""
+    ``summaries``: strategy -> the loops' summary dicts, run ``i`` of every strategy paired; ``censor_at``: the
+    label count a run that never reaches the target is counted at (``censored_at`` says what it is:
+    :func:`evidence_censor`)."""
     from aiida_reactmlip.metrics.learning_curves import CURVE_METRICS, REACTIVE_METRICS
     from aiida_reactmlip.metrics.statistics import compare_mean_errors, compare_strategies
     from aiida_reactmlip.specs.evidence import TARGET_METRICS
@@ -236,10 +261,15 @@ def evidence_verdict_lines(summaries: dict[str, list[dict]], spec: dict, pool_si
     if len(summaries) < 2:
         return ["one strategy only: no comparison"]
     curves = {name: [(s["n_labels"], s[key]) for s in group] for name, group in summaries.items()}
-    comparisons = compare_strategies(curves, spec["strategy"], float(target["threshold"]), censor_at=pool_size,
+    comparisons = compare_strategies(curves, spec["strategy"], float(target["threshold"]), censor_at=censor_at,
                                      unit=TARGET_METRICS[target["metric"]])
-    lines = ["", (f"evidence, test set, target {target['metric']} <= {target['threshold']:g} "
-                  f"{TARGET_METRICS[target['metric']]} (runs never reaching it counted at the pool size, {pool_size}):")]
+    partial = (spec.get("plan") or {}).get("partial")
+    lines = [""]
+    if partial:
+        lines.append(f"PARTIAL protocol: {partial['splits'][0]} of {partial['splits'][1]} splits, {partial['runs'][0]} "
+                     f"of {partial['runs'][1]} runs each; the verdicts below are those of these runs only")
+    lines += [(f"evidence, test set, target {target['metric']} <= {target['threshold']:g} "
+              f"{TARGET_METRICS[target['metric']]} (runs never reaching it counted at {censored_at}, {censor_at}):")]
     for other, result in comparisons.items():
         lines += [f"  vs {other}: {result['labels_sentence']}", f"  vs {other}: {result['mean_error_sentence']}"]
     for name in REACTIVE_METRICS:
@@ -257,7 +287,7 @@ def print_evidence_verdicts(nodes: dict[str, list], spec: dict, echo) -> None:
     """:func:`evidence_verdict_lines` of the loops ``nodes`` (strategy -> ActiveLearningWorkChain nodes)."""
     summaries = {strategy: [node.outputs.summary.get_dict() for node in group] for strategy, group in nodes.items()}
     pool_size = max(node.inputs.label_pool.n_frames for group in nodes.values() for node in group)
-    for line in evidence_verdict_lines(summaries, spec, pool_size):
+    for line in evidence_verdict_lines(summaries, spec, *evidence_censor(spec, pool_size)):
         echo(line)
 
 

@@ -134,8 +134,35 @@ def describe_plan(plan: dict, evidence: dict) -> str:
     n_runs = len(plan["runs"])
     strategies = plan["runs"][0]["strategies"] if plan["runs"] else []
     target = evidence["target"]
-    return (f"evidence protocol: {len(plan['splits'])} group splits x {n_runs // max(1, len(plan['splits']))} runs, "
+    partial = plan.get("partial")
+    prefix = "evidence protocol"
+    if partial:
+        prefix = (f"PARTIAL evidence protocol (the first {partial['splits'][0]} of {partial['splits'][1]} splits, "
+                  f"{partial['runs'][0]} of {partial['runs'][1]} runs each: not the protocol's verdict)")
+    return (f"{prefix}: {len(plan['splits'])} group splits x {n_runs // max(1, len(plan['splits']))} runs, "
             f"each run with its own selection and fine-tune seed, strategies {' vs '.join(strategies)}: "
             f"{n_runs * len(strategies)} loops; target {target['metric']} <= {target['threshold']:g} "
             f"{TARGET_METRICS[target['metric']]} on the test set (validation {evidence['validation_fraction']:g}, "
             f"test {evidence['test_fraction']:g} of the groups by '{evidence['group_by']}')")
+
+
+def partial_plan(plan: dict, splits: int | None = None, runs: int | None = None) -> dict:
+    """The first ``splits`` splits and, of each, the first ``runs`` runs of ``plan`` (:func:`evidence_plan`):
+    a prefix of the protocol, so a later full run reuses these loops from the cache. The plan comes back with
+    ``partial``: None when nothing was left out, else ``{"splits": [done, planned], "runs": [done, planned]}``
+    (runs per split). ValueError for a count below 1 or above the plan's."""
+    n_splits = len(plan["splits"])
+    n_runs = len(plan["runs"]) // max(1, n_splits)
+    problems = [f"{name} must be between 1 and {planned} (the file's protocol), got {value!r}"
+                for name, value, planned in (("splits", splits, n_splits), ("runs", runs, n_runs))
+                if value is not None and not (_is_int(value) and 1 <= value <= planned)]
+    if problems:
+        raise ValueError("; ".join(problems))
+    keep_splits = n_splits if splits is None else splits
+    keep_runs = n_runs if runs is None else runs
+    partial = None
+    if (keep_splits, keep_runs) != (n_splits, n_runs):
+        partial = {"splits": [keep_splits, n_splits], "runs": [keep_runs, n_runs]}
+    return {"splits": plan["splits"][:keep_splits],
+            "runs": [run for run in plan["runs"] if run["split"] < keep_splits and run["run"] < keep_runs],
+            "partial": partial}

@@ -12,7 +12,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_reactmlip.data.dataset import LabelledDatasetData
-from aiida_reactmlip.specs.evidence import check_evidence, evidence_plan, split_parameters
+from aiida_reactmlip.specs.evidence import check_evidence, evidence_plan, partial_plan, split_parameters
 from aiida_reactmlip.specs.loop import load_loop_spec
 from aiida_reactmlip.workflows.active_learning import ActiveLearningWorkChain
 
@@ -104,6 +104,64 @@ def test_dry_run_states_the_protocol(tmp_path):
     assert refused.exit_code != 0 and "--seeds and --strategy do not apply" in refused.output
 
 
+def test_a_partial_run_is_a_prefix_of_the_plan_and_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from aiida_reactmlip.cli import cmd_root
+
+    spec = load_loop_spec(write(tmp_path, PROTOCOL))
+    plan = evidence_plan(spec["evidence"], spec["strategy"])
+    part = partial_plan(plan, splits=1, runs=4)
+    assert part["partial"] == {"splits": [1, 3], "runs": [4, 10]}
+    assert part["runs"] == [run for run in plan["runs"] if run["split"] == 0 and run["run"] < 4]
+    assert [run["selection_seed"] for run in part["runs"]] == [run["selection_seed"] for run in plan["runs"][:4]]
+    assert part["splits"] == plan["splits"][:1]
+    assert partial_plan(plan)["partial"] is None and partial_plan(plan)["runs"] == plan["runs"]
+    assert partial_plan(plan, runs=10, splits=3)["partial"] is None  # all of it is not partial
+    with pytest.raises(ValueError, match="runs must be between 1 and 10 .* got 11"):
+        partial_plan(plan, runs=11)
+    with pytest.raises(ValueError, match="splits must be between 1 and 3 .* got 0"):
+        partial_plan(plan, splits=0)
+    path = str(write(tmp_path, PROTOCOL))
+    result = CliRunner().invoke(cmd_root, ["loop", "run", path, "--dry-run", "--splits", "1", "--runs", "4"])
+    assert result.exit_code == 0, result.output
+    assert "PARTIAL evidence protocol (the first 1 of 3 splits, 4 of 10 runs each" in result.output
+    assert "1 group splits x 4 runs" in result.output and "committee vs random vs fps: 12 loops" in result.output
+    refused = CliRunner().invoke(cmd_root, ["loop", "run", path, "--dry-run", "--runs", "12"])
+    assert refused.exit_code != 0 and "--splits / --runs: runs must be between 1 and 10" in refused.output
+    plain = write(tmp_path, PROTOCOL.split("evidence:")[0] + "validation: {split: {validation_fraction: 0.25}}\n")
+    refused = CliRunner().invoke(cmd_root, ["loop", "run", str(plain), "--dry-run", "--runs", "2"])
+    assert refused.exit_code != 0 and "apply to a file with an 'evidence' section only" in refused.output
+
+
+def test_a_run_that_never_reaches_the_target_counts_one_round_past_the_budget():
+    from aiida_reactmlip.cli.cmd_loop import evidence_censor, evidence_verdict_lines
+
+    assert evidence_censor({"max_dft_labels": 8, "k": 2}, pool_size=130) == (10, "one round past the budget")
+    assert evidence_censor({"k": 2}, pool_size=130) == (130, "the pool size")
+    assert evidence_censor({"max_dft_labels": 40, "k": 2}, pool_size=30) == (30, "the pool size")
+    never = ([0, 2, 4], [0.3, 0.25, 0.2])  # target 0.15 never reached
+    summaries = {"committee": [{"n_labels": [0, 2, 4], "test_force_mae": [0.3, 0.2, 0.1]}] * 6,
+                 "random": [{"n_labels": never[0], "test_force_mae": never[1]}] * 6}
+    spec = {"strategy": "committee", "evidence": {"target": {"metric": "force_mae", "threshold": 0.15}}}
+    lines = evidence_verdict_lines(summaries, spec, 6, "one round past the budget")
+    assert "counted at one round past the budget, 6" in lines[1]
+    assert "committee needs 4 ± 0 labels, random 6 ± 0" in lines[2] and "count as 6 labels" in lines[2]
+
+
+def test_the_partial_verdict_is_labelled_partial():
+    from aiida_reactmlip.cli.cmd_loop import evidence_verdict_lines
+
+    curve = ([0, 1, 2], [0.3, 0.2, 0.1])
+    summaries = {name: [{"n_labels": curve[0], "test_force_mae": curve[1]}] * 3 for name in ("committee", "random")}
+    spec = {"strategy": "committee", "evidence": {"target": {"metric": "force_mae", "threshold": 0.15}},
+            "plan": {"partial": {"splits": [1, 3], "runs": [3, 10]}}}
+    lines = evidence_verdict_lines(summaries, spec, censor_at=40)
+    assert "PARTIAL protocol: 1 of 3 splits, 3 of 10 runs each" in lines[1]
+    del spec["plan"]
+    assert not any("PARTIAL" in line for line in evidence_verdict_lines(summaries, spec, censor_at=40))
+
+
 def test_a_test_set_that_shares_labels_with_the_validation_set_is_refused(codes, registry_models):
     pool = LabelledDatasetData.from_atoms(emt_cu_frames(3, 2, seed=11)).store()
     validation = LabelledDatasetData.from_atoms(emt_cu_frames(2, 2, seed=12, group_prefix="v")).store()
@@ -152,3 +210,50 @@ def test_the_shipped_protocol_file_meets_the_protocol():
     plan = evidence_plan(spec["evidence"], spec["strategy"])
     assert (len(plan["splits"]), len(plan["runs"]), plan["runs"][0]["strategies"]) == \
         (3, 30, ["committee", "random", "fps"])
+
+
+@pytest.mark.slow
+@pytest.mark.mlip
+def test_one_protocol_run_on_a_reaction_pool(tmp_path):
+    """The first run of workchains/loop-h3-protocol.yaml end to end on the >= 200-frame pw.x pool, at a budget of 4
+    labels and 5 epochs (a few minutes): committee, random and fps with the run's seeds on the same split; the test
+    set apart from the validation set and the candidates; the PARTIAL verdict; the docs entry built from the nodes
+    is what the benchmark would write."""
+    import pathlib
+    import re
+
+    from click.testing import CliRunner
+
+    from aiida_reactmlip.cli import cmd_root
+    from benchmarks import loop_protocol
+
+    shipped = pathlib.Path(__file__).resolve().parents[2] / "workchains" / "loop-h3-protocol.yaml"
+    text = shipped.read_text()
+    assert "max_dft_labels: 8" in text and "epochs: 30" in text
+    path = tmp_path / "loop-h3-protocol.yaml"  # the same protocol, seeds and split at a CI-sized budget
+    path.write_text(text.replace("max_dft_labels: 8", "max_dft_labels: 4").replace("epochs: 30", "epochs: 5"))
+    spec = load_loop_spec(path)
+    plan = partial_plan(evidence_plan(spec["evidence"], spec["strategy"]), splits=1, runs=1)
+    result = CliRunner().invoke(cmd_root, ["loop", "run", str(path), "--splits", "1", "--runs", "1",
+                                           "--output", str(tmp_path / "report")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "PARTIAL protocol: 1 of 3 splits, 1 of 10 runs each" in result.output
+    nodes = [orm.load_node(int(pk)) for pk in re.findall(r"ActiveLearningWorkChain pk (\d+)", result.output)]
+    assert [n.inputs.strategy.value for n in nodes] == ["committee", "random", "fps"]
+    run = plan["runs"][0]
+    budget = list(range(0, spec["max_dft_labels"] + 1, spec["k"]))
+    sources = {}
+    for node in nodes:
+        assert node.inputs.seed.value == run["selection_seed"] and node.inputs.finetune_seed.value == run["finetune_seed"]
+        summary = node.outputs.summary.get_dict()
+        assert summary["n_labels"] == budget and len(summary["test_force_mae"]) == len(budget)
+        for name in ("label_pool", "validation", "test"):
+            uuids = {info["source_uuid"] for info in node.inputs[name].frame_info}
+            sources.setdefault(name, set()).update(uuids)
+    assert not sources["test"] & sources["validation"] and not sources["test"] & sources["label_pool"]
+    assert len(sources["label_pool"]) + len(sources["validation"]) + len(sources["test"]) >= 200
+    # the three strategies start from the same base model on the same test set
+    assert len({round(n.outputs.summary["test_force_mae"][0], 9) for n in nodes}) == 1
+    entry = loop_protocol.reaction_record("h-h2-exchange", nodes, spec, plan)
+    assert entry["partial"] == {"splits": [1, 3], "runs": [1, 10]} and len(entry["loops"]) == 3
+    assert all(line in result.output for line in entry["verdicts"]["lines"][1:])

@@ -94,7 +94,7 @@ def test_evidence_verdicts_compare_the_reactive_errors_too():
     spec = {"strategy": "committee", "evidence": {"target": {"metric": "force_mae", "threshold": 0.12}}}
     committee = [0.20 + 0.01 * i for i in range(10)]
     random = [c + 0.10 + 0.005 * i for i, c in enumerate(committee)]  # random's stretch energy is worse every run
-    lines = evidence_verdict_lines(_summaries({"committee": committee, "random": random}), spec, pool_size=40)
+    lines = evidence_verdict_lines(_summaries({"committee": committee, "random": random}), spec, censor_at=40)
     text = "\n".join(lines)
     assert "target force_mae <= 0.12 eV/Å" in text
     # the force curves are the same: labels to target 4 for both, no difference
@@ -106,5 +106,5 @@ def test_evidence_verdicts_compare_the_reactive_errors_too():
     # one run without the test-set reactive curve: the reactive comparison is left out, not half done
     summaries = _summaries({"committee": committee, "random": random})
     del summaries["random"][3]["test_scan_energy_mae"]
-    assert not any("stretch" in line for line in evidence_verdict_lines(summaries, spec, pool_size=40))
+    assert not any("stretch" in line for line in evidence_verdict_lines(summaries, spec, censor_at=40))
     assert evidence_verdict_lines({"committee": summaries["committee"]}, spec, 40) == ["one strategy only: no comparison"]
