@@ -84,9 +84,7 @@ def verdicts(loops: list[dict], spec: dict, pool_size: int) -> dict:
 def reaction_record(reaction: str, nodes: list, spec: dict, plan: dict) -> dict:
     import ase.io
 
-    from aiida_reactmlip.fixture_data import fixture_path
-
-    from aiida_reactmlip.fixture_data import fixture_metadata
+    from aiida_reactmlip.fixture_data import fixture_metadata, fixture_path
 
     loops = [loop_entry(node) for node in nodes]
     pool_size = max(node.inputs.label_pool.n_frames for node in nodes)
