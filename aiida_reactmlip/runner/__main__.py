@@ -3,6 +3,7 @@
 Usage::
 
     reactmlip-runner evaluate --input input.json   # aiida_reactmlip.runner.evaluate
+    reactmlip-runner evaluate_many --input input.json   # several models x frame sets, each loaded once
     reactmlip-runner relax --input input.json      # aiida_reactmlip.runner.optimise
     reactmlip-runner neb --input input.json        # aiida_reactmlip.runner.optimise
     reactmlip-runner md --input input.json         # aiida_reactmlip.runner.md
@@ -22,12 +23,18 @@ import traceback
 
 from aiida_reactmlip.runner.contract import EXIT_CODES, EXIT_EVALUATION, EXIT_OK, RunnerError
 
-#: command -> (help, description, runner module, its function); ``finetune`` reads its own input file, the others
-#: get it read by :func:`aiida_reactmlip.runner.files.read_task_input`.
+#: command -> (help, description, runner module, its function); the commands of :data:`OWN_INPUT` read their own
+#: input file, the others get it read by :func:`aiida_reactmlip.runner.files.read_task_input`.
 COMMANDS = {
     "evaluate": ("energies, forces and stress of every frame of an extxyz file",
                  "Evaluate an MLIP on every frame of an extxyz file (see aiida_reactmlip.runner.evaluate).",
                  "evaluate", "run_evaluate"),
+    "evaluate_many": ("several models on several frame sets in one process, each model loaded once",
+                      "Evaluate every model on every frame set, loading each model and reading each frame file "
+                      "once (see aiida_reactmlip.runner.evaluate). Example input.json: "
+                      '{"models": {"a": {"family": "chgnet", "model_file": "a.pth.tar"}, "b": {"family": "chgnet", '
+                      '"model_file": "b.pth.tar"}}, "frames": {"pool": "pool.extxyz"}, "settings": {"device": "cpu"}}',
+                      "evaluate", "run_evaluate_many"),
     "relax": ("relax every frame with the MLIP (ASE optimiser, fixed atoms kept fixed)",
               "Relax every frame of an extxyz file with the MLIP. Example input.json: "
               '{"family": "chgnet", "model_name": "chgnet-0.3.0", "frames_file": "frames.extxyz", '
@@ -48,6 +55,8 @@ COMMANDS = {
                 "Physics-aware checks of an MLIP (see aiida_reactmlip.runner.physics).",
                 "physics", "run_physics"),
 }
+
+OWN_INPUT = ("finetune", "evaluate_many")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     _, _, module, function = COMMANDS[args.command]
     try:
         run = getattr(importlib.import_module(f"aiida_reactmlip.runner.{module}"), function)
-        run(args.input if args.command == "finetune" else read_task_input(args.input, args.command))
+        run(args.input if args.command in OWN_INPUT else read_task_input(args.input, args.command))
     except RunnerError as exc:
         print(f"reactmlip-runner: error: {exc}", file=sys.stderr, flush=True)
         write_status(args.input, exc.exit_code, str(exc))

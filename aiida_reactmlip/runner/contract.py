@@ -146,6 +146,36 @@ OUTPUT_FILES: dict[str, dict[str, str]] = {
     "physics": {"results_file": PHYSICS_RESULTS_FILE, "arrays_file": PHYSICS_ARRAYS_FILE},
 }
 
+#: ``reactmlip.evaluate_many``: the runner command, and the keys of its ``input.json`` (see
+#: :mod:`aiida_reactmlip.runner.evaluate`): models and frame sets by key, evaluate settings, the timing file.
+EVALUATE_MANY = "evaluate_many"
+EVALUATE_MANY_KEYS = ("models", "frames", "settings", "timing_file")
+#: A key of a model or frame set of ``evaluate_many``: it names files and link labels (at most 40 characters,
+#: no double underscore: AiiDA reads ``__`` in a link label as a namespace separator).
+MANY_KEY_PATTERN = r"[A-Za-z](_?[A-Za-z0-9])*"
+MANY_KEY_MAX_LENGTH = 40
+
+
+def check_many_key(key: Any, what: str) -> str:
+    """``key`` when it is a valid model or frame-set key of ``evaluate_many``, else ValueError naming ``what``."""
+    import re
+
+    if not isinstance(key, str) or len(key) > MANY_KEY_MAX_LENGTH or not re.fullmatch(MANY_KEY_PATTERN, key):
+        raise ValueError(f"{what} key {key!r} is invalid: use letters, digits and single underscores, starting "
+                         f"with a letter, at most {MANY_KEY_MAX_LENGTH} characters")
+    return key
+
+
+def many_predictions_file(model_key: str, frames_key: str) -> str:
+    """The predictions file ``evaluate_many`` writes for model ``model_key`` on frame set ``frames_key``."""
+    return f"predictions__{model_key}__{frames_key}.npz"
+
+
+def many_output_key(model_key: str, frames_key: str) -> str:
+    """The output port (``predictions.<model key>.<frame-set key>``) of model ``model_key`` on ``frames_key``."""
+    return f"predictions.{model_key}.{frames_key}"
+
+
 #: File suffix of a model file of each family (what its loader and users expect).
 MODEL_SUFFIX = {"chgnet": ".pth.tar", "sevenn": ".pth", "mace": ".model"}
 

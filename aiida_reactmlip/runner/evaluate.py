@@ -29,6 +29,22 @@ Defaults and allowed values: :data:`aiida_reactmlip.runner.contract.EVALUATE_SET
   frames that are not periodic in 3D (or when ``compute_stress`` is false); ``n_atoms`` (F,).
 - ``timing.json``: model load and evaluation seconds, seconds per frame, the mode used, threads,
   package versions and what the model file covers.
+
+``reactmlip-runner evaluate_many`` (:func:`run_evaluate_many`): several models on several frame sets in one
+process, each model loaded once and each frame file read once (a loop's committee, a model on its validation
+and test sets), so the runner start, imports and frame I/O are paid once instead of once per pair::
+
+    {
+      "models": {"member_00": {"family": "chgnet", "model_file": "model_member_00.pth.tar",
+                               "model_name": "chgnet-0.3.0"}, ...},
+      "frames": {"pool": "frames_pool.npz", ...},
+      "settings": {...},                  # the evaluate settings above, shared by every pair
+      "timing_file": "timing.json"
+    }
+
+Keys: letters, digits and single underscores. Every model is evaluated on every frame set; model ``m`` on
+frame set ``f`` writes ``predictions__m__f.npz`` (the arrays above); ``timing.json`` holds one evaluate timing
+record per pair under ``evaluations``, the model loads under ``models`` and the job's wall time.
 """
 
 from __future__ import annotations
@@ -40,7 +56,17 @@ from typing import Any
 import numpy as np
 
 from aiida_reactmlip.runner import files
-from aiida_reactmlip.runner.contract import EXIT_EVALUATION, RunnerError
+from aiida_reactmlip.runner.contract import (
+    EVALUATE_MANY,
+    EVALUATE_MANY_KEYS,
+    EXIT_EVALUATION,
+    MODEL_KEYS,
+    OUTPUT_FILES,
+    RunnerError,
+    check_many_key,
+    check_settings,
+    many_predictions_file,
+)
 from aiida_reactmlip.runner.inference import Progress, batch_size_for, choose_mode, evaluate_images
 from aiida_reactmlip.runner.workers import available_cpus, evaluate_in_workers, plan_workers
 
@@ -52,9 +78,19 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
     Returns the timing record; raises :class:`RunnerError` with the exit code on failure.
     """
     wall_start = time.perf_counter()
+    frames, images, calc, info, load_seconds = files.load_frames_and_calculator(params, "evaluate")
+    timing = evaluate_loaded(params, frames, images, calc, info, load_seconds)
+    timing["wall_seconds"] = time.perf_counter() - wall_start
+    files.write_json(params["timing_file"], timing)
+    return timing
+
+
+def evaluate_loaded(params: dict[str, Any], frames, images: list, calc, info: dict[str, Any],
+                    load_seconds: float) -> dict[str, Any]:
+    """Evaluate the loaded model ``calc`` on ``images`` and write ``params["output_file"]``; the timing record
+    (without ``wall_seconds``)."""
     family = params["family"]
     model_file: pathlib.Path = params["model_file"]
-    frames, images, calc, info, load_seconds = files.load_frames_and_calculator(params, "evaluate")
     cpus = available_cpus()
     workers, worker_threads = plan_workers(params["workers"], params["num_threads"], len(images),
                                            params["device"], cpus)
@@ -125,7 +161,6 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
         "evaluation_seconds": eval_seconds,
         "seconds_per_frame": eval_seconds / n_frames if n_frames else None,
         "seconds_per_atom": eval_seconds / n_atoms_total if n_atoms_total else None,
-        "wall_seconds": time.perf_counter() - wall_start,
         "torch_threads": threads,
         "workers": workers,
         "workers_requested": params["workers"],
@@ -136,12 +171,84 @@ def run_evaluate(params: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_mb_helper": workers_info.get("peak_memory_mb_helper"),
         "versions": files.package_versions(family),
     }
-    files.write_json(params["timing_file"], timing)
     per_frame = f"{timing['seconds_per_frame']:.4f}" if n_frames else "n/a"
-    files.log(
-        f"done: {n_frames} frames in {eval_seconds:.2f} s ({per_frame} s/frame); "
-        f"wrote {params['output_file'].name} and {params['timing_file'].name}"
-    )
+    files.log(f"done: {n_frames} frames in {eval_seconds:.2f} s ({per_frame} s/frame); "
+              f"wrote {params['output_file'].name}")
+    return timing
+
+
+def read_many_input(input_file) -> dict[str, Any]:
+    """The checked manifest of an ``evaluate_many`` ``input.json``: ``models`` (key -> family, model_file,
+    model_name, dtype), ``frames`` (key -> path), ``settings`` (checked evaluate settings), ``timing_file``;
+    paths made absolute (relative to the directory of ``input_file``). RunnerError EXIT_INPUT otherwise."""
+    path = pathlib.Path(input_file)
+    raw = files.read_json_object(path)
+    invalid = files.input_error(path)
+    files.check_keys(raw, list(EVALUATE_MANY_KEYS), invalid)
+    base = path.resolve().parent
+    models, frame_sets = raw.get("models"), raw.get("frames")
+    for name, value in (("models", models), ("frames", frame_sets)):
+        if not isinstance(value, dict) or not value:
+            raise invalid(f"'{name}' must be a non-empty object of key -> entry")
+    try:
+        for key in (*models, *frame_sets):
+            check_many_key(key, "models" if key in models else "frames")
+        settings = check_settings("evaluate", raw.get("settings") or {})
+    except ValueError as exc:
+        raise invalid(str(exc)) from exc
+    checked_models = {}
+    for key, entry in models.items():
+        if not isinstance(entry, dict) or not entry.get("family") or not entry.get("model_file"):
+            raise invalid(f"model {key!r} needs 'family' and 'model_file'")
+        files.check_keys(entry, ["family", *MODEL_KEYS], invalid)
+        model_file = files.resolve_path(base, entry["model_file"])
+        checked_models[key] = {"family": entry["family"], "model_file": model_file, "dtype": entry.get("dtype"),
+                               "model_name": entry.get("model_name") or model_file.name}
+    for key, value in frame_sets.items():
+        if not isinstance(value, str) or not value:
+            raise invalid(f"frames {key!r} must be a file name")
+    return {"models": checked_models, "settings": settings,
+            "frames": {key: files.resolve_path(base, value) for key, value in frame_sets.items()},
+            "timing_file": files.resolve_path(base, raw.get("timing_file") or OUTPUT_FILES["evaluate"]["timing_file"])}
+
+
+def run_evaluate_many(input_file) -> dict[str, Any]:
+    """Evaluate every model of an ``evaluate_many`` ``input.json`` on every frame set: each frame file read
+    once, each model loaded once (and its elements checked against every frame set first). Writes one
+    predictions file per pair and ``timing.json``; returns the timing record."""
+    wall_start = time.perf_counter()
+    manifest = read_many_input(input_file)
+    directory = pathlib.Path(input_file).resolve().parent
+    read_start = time.perf_counter()
+    frame_sets = {key: files.read_images(path) for key, path in manifest["frames"].items()}
+    read_seconds = time.perf_counter() - read_start
+    all_images = [atoms for _, images in frame_sets.values() for atoms in images]
+    evaluations, loads = {}, {}
+    for model_key, model in manifest["models"].items():
+        params = {**manifest["settings"], **model}
+        calc, info, load_seconds = files.load_checked_calculator(params, EVALUATE_MANY, all_images)
+        loads[model_key] = {"model_name": model["model_name"], "model_load_seconds": load_seconds}
+        for frames_key, (frames, images) in frame_sets.items():
+            files.log(f"evaluate_many: model {model_key} on frames {frames_key}")
+            pair = {**params, "output_file": directory / many_predictions_file(model_key, frames_key)}
+            record = evaluate_loaded(pair, frames, images, calc, info, load_seconds)
+            evaluations[f"{model_key}.{frames_key}"] = {**record, "model_key": model_key, "frames_key": frames_key}
+        del calc
+    timing = {
+        "task": EVALUATE_MANY,
+        "n_models": len(manifest["models"]),
+        "n_frame_sets": len(frame_sets),
+        "frames_read_seconds": read_seconds,
+        "models": loads,
+        "evaluations": evaluations,
+        "model_load_seconds": sum(entry["model_load_seconds"] for entry in loads.values()),
+        "evaluation_seconds": sum(entry["evaluation_seconds"] for entry in evaluations.values()),
+        "wall_seconds": time.perf_counter() - wall_start,
+        "peak_memory_mb": files.peak_memory_mb(),
+    }
+    files.write_json(manifest["timing_file"], timing)
+    files.log(f"done: {len(evaluations)} evaluation(s) of {len(loads)} model(s) in {timing['wall_seconds']:.2f} s; "
+              f"wrote {manifest['timing_file'].name}")
     return timing
 
 

@@ -153,10 +153,16 @@ def failure_reported(what: str):
 
 def load_frames_and_calculator(params: dict[str, Any], task: str):
     """(frames, images, calculator, model info, load seconds) for ``params``; RunnerError on failure."""
+    frames, images = read_images(params["frames_file"])
+    calc, info, load_seconds = load_checked_calculator(params, task, images)
+    return frames, images, calc, info, load_seconds
+
+
+def read_images(frames_file: pathlib.Path):
+    """(frames, ASE images without calculators) of ``frames_file``; RunnerError when it is missing, unreadable
+    or empty."""
     from aiida_reactmlip.frames import read_frames
 
-    frames_file: pathlib.Path = params["frames_file"]
-    model_file: pathlib.Path = params["model_file"]
     if not frames_file.is_file():
         raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} does not exist")
     try:
@@ -166,6 +172,16 @@ def load_frames_and_calculator(params: dict[str, Any], task: str):
         raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} is unreadable: {exc}") from exc
     if not images:
         raise RunnerError(EXIT_INPUT, f"frames file {str(frames_file)!r} holds no frame")
+    for atoms in images:
+        atoms.calc = None  # input labels are not used
+    return frames, images
+
+
+def load_checked_calculator(params: dict[str, Any], task: str, images: list):
+    """(calculator, model info, load seconds) of the model of ``params`` (``family``, ``model_file``,
+    ``model_name``, ``device``, ``dtype``, ``num_threads``), after checking that it covers every element of
+    ``images``; RunnerError (EXIT_INPUT, EXIT_MODEL_LOAD or EXIT_ELEMENTS) on failure."""
+    model_file: pathlib.Path = params["model_file"]
     if not model_file.is_file():
         raise RunnerError(EXIT_INPUT, f"model file {str(model_file)!r} does not exist")
 
@@ -195,9 +211,7 @@ def load_frames_and_calculator(params: dict[str, Any], task: str):
         raise RunnerError(EXIT_INPUT, f"invalid input for model {params['model_name']}: {exc}") from exc
     load_seconds = time.perf_counter() - load_start
     log(f"model loaded in {load_seconds:.2f} s")
-    for atoms in images:
-        atoms.calc = None  # input labels are not used
-    return frames, images, calc, info, load_seconds
+    return calc, info, load_seconds
 
 
 def frame_fixed_atoms(info: dict[str, Any], extra: list[int] | None, n_atoms: int, frame: int) -> list[int]:

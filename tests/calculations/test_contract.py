@@ -20,6 +20,7 @@ from aiida_reactmlip.runner import contract
 #: entry point name -> (CalcJob import path, runner task)
 RUNNER_CALCJOBS = {
     "reactmlip.evaluate": ("aiida_reactmlip.calculations.evaluate.EvaluateCalculation", "evaluate"),
+    "reactmlip.evaluate_many": ("aiida_reactmlip.calculations.evaluate.EvaluateManyCalculation", "evaluate_many"),
     "reactmlip.relax": ("aiida_reactmlip.calculations.relax.RelaxCalculation", "relax"),
     "reactmlip.neb": ("aiida_reactmlip.calculations.mlip_neb.MlipNebCalculation", "neb"),
     "reactmlip.md": ("aiida_reactmlip.calculations.md.MdCalculation", "md"),
