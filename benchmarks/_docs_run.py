@@ -92,25 +92,42 @@ def write_archive(result_json: pathlib.Path, profile: str | None, path: pathlib.
     return path
 
 
-def script_main(doc: str, run, table, result_json: pathlib.Path | None = None) -> None:
+def script_main(doc: str, run, table, result_json: pathlib.Path | None = None, *, run_arguments=None,
+                refresh=None, commands: dict | None = None) -> None:
     """The command line of a docs-measurement script: ``run [--profile P]`` (the job, the JSON, the block),
     ``table`` (the block from the committed JSON) and, given ``result_json``, ``archive [--profile P]`` (an
-    AiiDA archive of the nodes it names: :func:`write_archive`)."""
+    AiiDA archive of the nodes it names: :func:`write_archive`).
+
+    ``run_arguments(parser)`` adds options to ``run``, which then gets ``run(profile, args)``; ``refresh(profile)``
+    adds ``refresh [--profile P]`` (recompute the JSON from the nodes it names); ``commands`` adds more
+    sub-commands: name -> (help, add its arguments(parser), do(args)), each with ``--profile``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    p_run = sub.add_parser("run", help="run the job and write the JSON and the docs block")
-    p_run.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
+    with_profile = [sub.add_parser("run", help="run the job and write the JSON and the docs block")]
+    if run_arguments is not None:
+        run_arguments(with_profile[0])
     sub.add_parser("table", help="regenerate the docs block from the JSON")
     if result_json is not None:
-        p_archive = sub.add_parser("archive", help="export the nodes the JSON names, with their provenance, as an "
-                                   "AiiDA archive under results/")
-        p_archive.add_argument("--profile", default=None, help="the AiiDA profile the run wrote to")
+        with_profile.append(sub.add_parser("archive", help="export the nodes the JSON names, with their provenance, "
+                                           "as an AiiDA archive under results/"))
+    if refresh is not None:
+        with_profile.append(sub.add_parser("refresh", help="recompute the JSON's numbers from the nodes it names "
+                                           "(no job runs)"))
+    for name, (help_text, arguments, _) in (commands or {}).items():
+        with_profile.append(sub.add_parser(name, help=help_text))
+        arguments(with_profile[-1])
+    for command in with_profile:
+        command.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
     args = parser.parse_args()
     if args.what == "run":
-        run(args.profile)
+        run(args.profile) if run_arguments is None else run(args.profile, args)
     elif args.what == "archive":
         write_archive(result_json, args.profile)
-    else:
+    elif args.what == "refresh":
+        refresh(args.profile)
+    elif args.what == "table":
         table()
+    else:
+        commands[args.what][2](args)

@@ -218,33 +218,22 @@ def refresh(profile: str | None) -> None:
     write_record(record, RESULT_JSON, table)
 
 
+def _run_arguments(parser) -> None:
+    parser.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
+
+
+def _run(profile: str | None, args) -> None:
+    record = json.loads(RESULT_JSON.read_text()) if RESULT_JSON.exists() else {"reactions": {}}
+    for reaction in args.reaction or list(REACTIONS):
+        record["reactions"][reaction] = run_reaction(reaction, profile)
+        record["reactions"] = {name: record["reactions"][name] for name in REACTIONS if name in record["reactions"]}
+        write_record(record, RESULT_JSON, table)
+
+
 def main() -> None:
-    import argparse
+    from benchmarks._docs_run import script_main
 
-    from benchmarks._docs_run import write_archive
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True)
-    p_run = sub.add_parser("run", help="run the loops of a reaction (all by default), write its JSON entry and the block")
-    p_run.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
-    sub.add_parser("table", help="regenerate the docs block from the JSON")
-    p_archive = sub.add_parser("archive", help="an AiiDA archive of every loop the JSON names (under results/)")
-    p_refresh = sub.add_parser("refresh", help="recompute the JSON's numbers from the nodes it names (no job runs)")
-    for p in (p_run, p_archive, p_refresh):
-        p.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
-    args = parser.parse_args()
-    if args.what == "table":
-        table()
-    elif args.what == "archive":
-        write_archive(RESULT_JSON, args.profile)
-    elif args.what == "refresh":
-        refresh(args.profile)
-    else:
-        record = json.loads(RESULT_JSON.read_text()) if RESULT_JSON.exists() else {"reactions": {}}
-        for reaction in args.reaction or list(REACTIONS):
-            record["reactions"][reaction] = run_reaction(reaction, args.profile)
-            record["reactions"] = {name: record["reactions"][name] for name in REACTIONS if name in record["reactions"]}
-            write_record(record, RESULT_JSON, table)
+    script_main(__doc__, _run, table, RESULT_JSON, run_arguments=_run_arguments, refresh=refresh)
 
 
 if __name__ == "__main__":

@@ -296,40 +296,35 @@ def refresh(profile: str | None) -> None:
     write_record(record, RESULT_JSON, table)
 
 
+def _run_arguments(parser) -> None:
+    parser.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
+    parser.add_argument("--splits", type=int, default=None, help="the first N group splits only (a partial run)")
+    parser.add_argument("--runs", type=int, default=None, help="the first N runs of each split only (a partial run)")
+
+
+def _run(profile: str | None, args) -> None:
+    for reaction in args.reaction or list(REACTIONS):
+        write_entry(reaction, run_reaction(reaction, profile, args.splits, args.runs))
+
+
+def _collect_arguments(parser) -> None:
+    parser.add_argument("--reaction", choices=sorted(REACTIONS), action="append", required=True)
+    parser.add_argument("--made-by", default=None, help="the command that ran the loops (recorded in the JSON)")
+
+
+def _collect(args) -> None:
+    for reaction in args.reaction:
+        write_entry(reaction, collect(reaction, args.profile, f"python -m benchmarks.loop_protocol collect "
+                                                              f"--reaction {reaction}", made_by=args.made_by))
+
+
 def main() -> None:
-    import argparse
+    from benchmarks._docs_run import script_main
 
-    from benchmarks._docs_run import write_archive
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True)
-    p_run = sub.add_parser("run", help="run a reaction's protocol (or a prefix of it), write its JSON entry and the block")
-    p_run.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
-    p_run.add_argument("--splits", type=int, default=None, help="the first N group splits only (a partial run)")
-    p_run.add_argument("--runs", type=int, default=None, help="the first N runs of each split only (a partial run)")
-    sub.add_parser("table", help="regenerate the docs block from the JSON")
-    p_collect = sub.add_parser("collect", help="the JSON entry of a reaction from its protocol loops finished in the "
-                               "profile (a stopped run: up to its last whole run); no job runs")
-    p_collect.add_argument("--reaction", choices=sorted(REACTIONS), action="append", required=True)
-    p_collect.add_argument("--made-by", default=None, help="the command that ran the loops (recorded in the JSON)")
-    p_archive = sub.add_parser("archive", help="an AiiDA archive of every loop the JSON names (under results/)")
-    p_refresh = sub.add_parser("refresh", help="recompute the JSON's numbers from the nodes it names (no job runs)")
-    for p in (p_run, p_collect, p_archive, p_refresh):
-        p.add_argument("--profile", default=None, help="AiiDA profile (default: the default profile)")
-    args = parser.parse_args()
-    if args.what == "table":
-        table()
-    elif args.what == "archive":
-        write_archive(RESULT_JSON, args.profile)
-    elif args.what == "refresh":
-        refresh(args.profile)
-    elif args.what == "collect":
-        for reaction in args.reaction:
-            write_entry(reaction, collect(reaction, args.profile, f"python -m benchmarks.loop_protocol collect "
-                                                                  f"--reaction {reaction}", made_by=args.made_by))
-    else:
-        for reaction in args.reaction or list(REACTIONS):
-            write_entry(reaction, run_reaction(reaction, args.profile, args.splits, args.runs))
+    collect_help = ("the JSON entry of a reaction from its protocol loops finished in the profile (a stopped run: up "
+                    "to its last whole run); no job runs")
+    script_main(__doc__, _run, table, RESULT_JSON, run_arguments=_run_arguments, refresh=refresh,
+                commands={"collect": (collect_help, _collect_arguments, _collect)})
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ One round::
     explore   reactmlip.md (+ rattles, + an MLIP NEB band) with the current model -> candidate pool;
               in oracle mode the pool is a fixed, already DFT-labelled dataset (``label_pool``)
     committee the current model + (committee_size - 1) fine-tunes of the base model with other seeds
-              (or on bootstrap resamples) of the labels so far, each evaluated on the pool
+              (or on bootstrap resamples) of the labels so far, all evaluated on the pool in one
+              reactmlip.evaluate_many job (each model loaded once)
     select    aiida_reactmlip.selection (random | committee | fps | committee+fps): k pool frames
     label     LabelWorkChain (pw.x) on the selected frames; oracle mode: select_frames from the pool
     merge     merge_datasets: all labels so far
     fine-tune reactmlip.finetune of the base model on all labels (in reactmlip.finetune_base: a diverged
               training is retried with half the learning rate, a killed job once)
-    evaluate  reactmlip.evaluate + reactmlip.compute_metrics on the fixed DFT validation set
+    evaluate  reactmlip.evaluate_many (validation and test set in one job) + reactmlip.compute_metrics on
+              the fixed DFT validation set
     stop?     target force / energy MAE reached, DFT budget spent, max_rounds, pool exhausted
 
 Barrier loop (``target_barrier_error``): pw.x also labels the band's saddle (and initial state) each round; it
@@ -24,7 +26,7 @@ Every node of round i is called with a link label ``round_<ii>__<step>`` and its
 ``rounds.round_<ii>.{pool,selected,labels,model,metrics}``; the whole error curve is the ``summary``
 output (made by a calcfunction from the metrics nodes) and, while the loop runs, the extra
 ``loop_progress`` of the WorkChain node. AiiDA checkpoints the WorkChain between steps; with caching
-enabled (``aiida.calculations:quantumespresso.pw``, ``reactmlip.finetune``, ``reactmlip.evaluate``,
+enabled (``aiida.calculations:quantumespresso.pw``, ``reactmlip.finetune``, ``reactmlip.evaluate_many``,
 ``reactmlip.md``), running a crashed loop again with the same inputs reuses every finished DFT label,
 fine-tune and evaluation: everything is seeded, so the same inputs give the same selections.
 """
@@ -37,7 +39,7 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain, if_, while_
 from aiida.plugins import CalculationFactory
 
-from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
+from aiida_reactmlip.calculations.evaluate import EvaluateManyCalculation
 from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
@@ -214,12 +216,13 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
         }
         return self.submit(FinetuneBaseWorkChain, finetune=inputs, metadata={"call_link_label": label})
 
-    def _submit_evaluate(self, model, dataset, label: str):
-        inputs = {"code": self.inputs.runner_code, "model": model, "dataset": dataset,
+    def _submit_evaluate(self, models: dict, datasets: dict, label: str):
+        """One ``reactmlip.evaluate_many`` job: every model on every dataset, each model loaded once."""
+        inputs = {"code": self.inputs.runner_code, "models": models, "datasets": datasets,
                   "metadata": {"call_link_label": label, **self._options()}}
         if "evaluate_settings" in self.inputs:
             inputs["settings"] = self.inputs.evaluate_settings
-        return self.submit(EvaluateCalculation, **inputs)
+        return self.submit(EvaluateManyCalculation, **inputs)
 
     def _finetune_seed(self) -> int:
         """The seed of the fine-tunes: ``finetune_seed``, or ``seed`` when not given."""
@@ -364,18 +367,16 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
     def run_committee_predictions(self):
         models = [self.ctx.model] + [self.ctx[f"committee_{m:02d}"].outputs.model
                                      for m in range(1, self.inputs.committee_size.value)]
-        futures = {}
-        for member, model in enumerate(models):
-            futures[f"predict_{member:02d}"] = self._submit_evaluate(model, self._pool(), self._label(f"predict_{member:02d}"))
-        return ToContext(**futures)
+        members = {f"member_{member:02d}": model for member, model in enumerate(models)}
+        return ToContext(predict=self._submit_evaluate(members, {"pool": self._pool()}, self._label("predict")))
 
     def inspect_predictions(self):
-        for member in range(self.inputs.committee_size.value):
-            node = self.ctx[f"predict_{member:02d}"]
-            if not node.is_finished_ok:
-                return self.exit_codes.ERROR_COMMITTEE_FAILED.format(
-                    round=self.ctx.round, message=f"evaluate <{node.pk}> [{node.exit_status}] {node.exit_message}")
-            self.ctx.committee.append(node.outputs.predictions)
+        node = self.ctx.predict
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_COMMITTEE_FAILED.format(
+                round=self.ctx.round, message=f"evaluate <{node.pk}> [{node.exit_status}] {node.exit_message}")
+        self.ctx.committee = [node.outputs.predictions[f"member_{member:02d}"]["pool"]
+                              for member in range(self.inputs.committee_size.value)]
         return None
 
     def select(self):
@@ -478,24 +479,16 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
         return None
 
     def run_validation(self):
-        node = self._submit_evaluate(self.ctx.model, self.inputs.validation, self._label("evaluate"))
-        if "test" in self.inputs:
-            test = self._submit_evaluate(self.ctx.model, self.inputs.test, self._label("evaluate_test"))
-            return ToContext(validation=node, test=test)
-        return ToContext(validation=node)
+        datasets = {name: self.inputs[name] for name in ("validation", "test") if name in self.inputs}
+        return ToContext(validation=self._submit_evaluate({"model": self.ctx.model}, datasets, self._label("evaluate")))
 
     def _test_metrics(self):
-        """Metrics of this round's model on the test set (an output of the round), or None without a test set;
-        an exit code when its evaluation failed."""
+        """Metrics of this round's model on the test set (an output of the round), or None without a test set."""
         if "test" not in self.inputs:
             return None
-        node = self.ctx.test
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_EVALUATION_FAILED.format(
-                round=self.ctx.round, message=f"evaluate (test set) <{node.pk}> [{node.exit_status}] "
-                f"{node.exit_message}")
-        metrics = compute_metrics(self.inputs.test, node.outputs.predictions, self.inputs.metrics_settings,
-                                  self.ctx.model, metadata={"call_link_label": self._label("test_metrics")})
+        metrics = compute_metrics(self.inputs.test, self.ctx.validation.outputs.predictions.model.test,
+                                  self.inputs.metrics_settings, self.ctx.model,
+                                  metadata={"call_link_label": self._label("test_metrics")})
         self._out_round("test_metrics", metrics)
         return metrics
 
@@ -504,12 +497,11 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_EVALUATION_FAILED.format(
                 round=self.ctx.round, message=f"evaluate <{node.pk}> [{node.exit_status}] {node.exit_message}")
-        metrics = compute_metrics(self.inputs.validation, node.outputs.predictions, self.inputs.metrics_settings,
-                                  self.ctx.model, metadata={"call_link_label": self._label("metrics")})
+        metrics = compute_metrics(self.inputs.validation, node.outputs.predictions.model.validation,
+                                  self.inputs.metrics_settings, self.ctx.model,
+                                  metadata={"call_link_label": self._label("metrics")})
         self._out_round("metrics", metrics)
         test_metrics = self._test_metrics()
-        if test_metrics is not None and not isinstance(test_metrics, orm.Dict):
-            return test_metrics  # the exit code of a failed test-set evaluation
         force_mae = metrics.get("force_mae")
         energy_mae = metrics.get("energy_mae_per_atom")
         pool_left = None

@@ -186,7 +186,8 @@ def test_round_errors_are_recomputable_from_the_stored_predictions(committee_loo
         metrics = committee_loop.outputs.rounds[key].metrics
         assert metrics.uuid == row["metrics_uuid"]
         predictions = metrics.creator.inputs.predictions
-        assert predictions.creator.inputs.dataset.uuid == emt_validation.uuid
+        assert predictions.creator.inputs.datasets.validation.uuid == emt_validation.uuid
+        assert predictions.base.attributes.get("dataset_uuid") == emt_validation.uuid
         mae = np.abs(predictions.get_array("forces") - dft_forces).mean()
         assert row["force_mae"] == pytest.approx(mae, rel=1e-9)
     # round 0 is the zero-shot base model; a fine-tune moves the error
@@ -232,7 +233,14 @@ def test_every_round_is_in_the_provenance_graph(committee_loop):
     committee = called(node, "round_02__committee_01")
     assert committee.inputs.training.uuid == labels_r1.uuid
     assert committee.inputs.parameters["seed"] != called(node, "round_01__finetune").inputs.parameters["seed"]
-    assert called(node, "round_02__predict_00").inputs.model.uuid == node.outputs.rounds.round_01.model.uuid
+    predict = called(node, "round_02__predict")  # the whole committee on the pool in one job
+    assert predict.process_type == "aiida.calculations:reactmlip.evaluate_many"
+    assert predict.inputs.models.member_00.uuid == node.outputs.rounds.round_01.model.uuid
+    assert predict.inputs.models.member_01.uuid == committee.outputs.model.uuid
+    assert predict.inputs.datasets.pool.uuid == node.inputs.label_pool.uuid
+    evaluate = called(node, "round_02__evaluate")
+    assert evaluate.inputs.models.model.uuid == node.outputs.model.uuid
+    assert called(node, "round_02__metrics").inputs.predictions.uuid == evaluate.outputs.predictions.model.validation.uuid
     assert called(node, "round_02__select").outputs.selected.uuid == node.outputs.rounds.round_02.selected.uuid
     assert node.outputs.model.base_model_uuid == base.uuid
 
@@ -252,8 +260,8 @@ def test_rerun_with_caching_runs_no_finished_finetune_or_evaluation_again(commit
     assert again.is_finished_ok, again.exit_message
     jobs = [n for n in again.called_descendants if isinstance(n, orm.CalcJobNode)]
     kinds = sorted({n.process_type.split(":")[1] for n in jobs})
-    assert kinds == ["reactmlip.evaluate", "reactmlip.finetune"]
-    assert len(jobs) == 8  # round 0: 1 evaluation; round 1: 1 fine-tune + 1; round 2: 1 + 2 + 1 + 1
+    assert kinds == ["reactmlip.evaluate_many", "reactmlip.finetune"]
+    assert len(jobs) == 7  # round 0: 1 evaluation; round 1: 1 fine-tune + 1; round 2: 1 + 1 committee + 1 + 1
     assert all(n.base.caching.is_created_from_cache for n in jobs), [n.pk for n in jobs if not n.base.caching.is_created_from_cache]
     sources = {loop_of(orm.load_node(n.base.caching.get_cache_source())).uuid for n in jobs}
     assert sources == {committee_loop.uuid}
