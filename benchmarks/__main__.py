@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate only: the runner's batch_size setting (default 16)")
     parser.add_argument("--batch-sizes", default=None,
                         help="evaluate_modes only: comma-separated batch sizes to compare with the loop (default 4,8)")
+    parser.add_argument("--device", default=None,
+                        help="evaluate_modes only: torch device of the models (default cpu; cuda on a GPU)")
     parser.add_argument("--login-shell", action="store_true",
                         help="evaluate only: poll localhost through a login shell (aiida's default; an experiment)")
     parser.add_argument("--repeat", type=int, default=None,
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"frames": args.frames, "repeat": args.repeat, "wait_idle": args.wait_idle,
                "poll_interval": args.poll_interval, "mode": args.mode, "batch_size": args.batch_size,
                "login_shell": args.login_shell or None,
+               "device": args.device,
                "batch_sizes": tuple(int(b) for b in args.batch_sizes.split(",")) if args.batch_sizes else None,
                "models": [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None}
     options = {key: value for key, value in options.items() if value is not None}

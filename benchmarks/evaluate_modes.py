@@ -16,7 +16,13 @@ Reported per model and path: ms/frame (median and best round, wall), CPU ms/fram
 time, all threads: the work done, whatever share of the cores it got), ``loop/batched`` (> 1: batching faster)
 and the largest difference from the loop's predictions: energy per atom (eV/atom), force
 component (eV/Å), stress (eV/Å³). The run fails if batched and loop differ by more than 1e-5 eV/atom or
-1e-4 eV/Å.
+1e-4 eV/Å. For CHGNet also the graph building alone (``CHGNet.graph_converter`` on the pymatgen structures,
+serial Python on the CPU whatever the device), timed in the same rounds: the part of its batched path that a
+GPU cannot take over.
+
+    .venv/bin/python -m benchmarks evaluate_modes                  # benchmarks/results/evaluate_modes.json
+    .venv/bin/python -m benchmarks.evaluate_modes --write-docs     # also docs/results/evaluate-modes.json + table
+    .venv/bin/python -m benchmarks.evaluate_modes --docs-only      # the docs table from the committed JSON
 """
 
 from __future__ import annotations
@@ -42,14 +48,19 @@ DEFAULT_REPEAT = 3
 TOLERANCE = {"energy_eV_per_atom": 1e-5, "forces_eV_per_A": 1e-4}
 
 
-def _evaluate(path: str, calc, family: str, images: list, batch_size: int):
-    from aiida_reactmlip import runner
+def _evaluate(path: str, calc, family: str, images: list, batch_size: int, device: str = "cpu"):
+    from aiida_reactmlip.runner.inference import evaluate_images
 
-    if path == "ase":
-        return runner.evaluate_ase(calc, images, True)
-    if family == "chgnet":
-        return runner.evaluate_chgnet_batched(calc.model, images, batch_size, True)
-    return runner.evaluate_sevenn_batched(calc.model, images, float(calc.cutoff), batch_size, True)
+    return evaluate_images(calc, family, path, images, batch_size, True, device)
+
+
+def build_chgnet_graphs(model, images) -> list:
+    """CHGNet's crystal graphs of ``images`` (what ``predict_structure`` builds before the network runs)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from aiida_reactmlip.models import ensure_cell
+
+    return [model.graph_converter(AseAtomsAdaptor.get_structure(ensure_cell(atoms))) for atoms in images]
 
 
 def max_differences(reference, other, n_atoms: np.ndarray) -> dict[str, float]:
@@ -65,12 +76,15 @@ def max_differences(reference, other, n_atoms: np.ndarray) -> dict[str, float]:
 
 
 def run(frames: int | None = None, models: list[str] | None = None, console=None, repeat: int | None = None,
-        wait_idle: float = DEFAULT_WAIT_IDLE, batch_sizes: tuple[int, ...] = BATCH_SIZES, **_: Any) -> dict[str, Any]:
+        wait_idle: float = DEFAULT_WAIT_IDLE, batch_sizes: tuple[int, ...] = BATCH_SIZES, device: str | None = None,
+        **_: Any) -> dict[str, Any]:
     import torch
 
     from aiida_reactmlip.models import get_model_spec, load_calculator, locate_model_file
 
     from .evaluate import build_frames
+
+    device = device or "cpu"
 
     n_frames = int(frames or DEFAULT_FRAMES)
     rounds = int(repeat or DEFAULT_REPEAT)
@@ -83,21 +97,27 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
     for name in models:
         family = get_model_spec(name).family
         with contextlib.redirect_stdout(io.StringIO()):
-            calc = load_calculator(family, locate_model_file(name))
+            calc = load_calculator(family, locate_model_file(name), device=device)
         paths = ["ase"] + [f"batched:{b}" for b in batch_sizes]
         for path in paths:  # warm-up: first calls allocate and build kernels
-            _evaluate(path.split(":")[0], calc, family, images[:2], int(path.split(":")[1]) if ":" in path else 1)
+            _evaluate(path.split(":")[0], calc, family, images[:2], int(path.split(":")[1]) if ":" in path else 1,
+                      device)
         busy = wait_for_idle(wait_idle, log=log)
         seconds: dict[str, list[float]] = {path: [] for path in paths}
         cpu: dict[str, list[float]] = {path: [] for path in paths}
         predictions: dict[str, Any] = {}
+        graph_seconds: list[float] = []
         for k in range(rounds):
             for path in (paths if k % 2 == 0 else paths[::-1]):
                 kind, _, size = path.partition(":")
                 start, cpu_start = time.perf_counter(), time.process_time()
-                predictions[path] = _evaluate(kind, calc, family, images, int(size or 1))
+                predictions[path] = _evaluate(kind, calc, family, images, int(size or 1), device)
                 seconds[path].append(time.perf_counter() - start)
                 cpu[path].append(time.process_time() - cpu_start)
+            if family == "chgnet":
+                start = time.perf_counter()
+                build_chgnet_graphs(calc.model, images)
+                graph_seconds.append(time.perf_counter() - start)
             log(f"evaluate_modes: {name}: round {k + 1}/{rounds}: "
                 + ", ".join(f"{p} {1000 * seconds[p][-1] / n_frames:.0f} ms/frame" for p in paths))
         median = {p: statistics.median(v) / n_frames for p, v in seconds.items()}
@@ -120,12 +140,14 @@ def run(frames: int | None = None, models: list[str] | None = None, console=None
             "agree": all(d[key] <= tol for d in diffs.values() for key, tol in TOLERANCE.items()),
             "cpu_busy_fraction_before": busy,
             "torch_threads": torch.get_num_threads(),
+            "graph_seconds_per_frame_median": statistics.median(graph_seconds) / n_frames if graph_seconds else None,
+            "graph_seconds_per_round": graph_seconds or None,
         }
     return {
         "benchmark": NAME,
         "description": DESCRIPTION,
         "machine": info,
-        "parameters": {"n_frames": n_frames, "n_atoms_per_frame": int(n_atoms[0]), "rounds": rounds,
+        "parameters": {"device": device, "n_frames": n_frames, "n_atoms_per_frame": int(n_atoms[0]), "rounds": rounds,
                        "batch_sizes": list(batch_sizes), "models": models, "tolerance": TOLERANCE,
                        "system": "the evaluate benchmark's frames: Cu(111) 3x3x4 + O fcc, rattled 0.05 A, pbc=True"},
         "results": results,
@@ -162,3 +184,87 @@ def render(result: dict[str, Any], console) -> None:
     if busy and max(busy) > 0.2:
         console.print(f"[yellow]note: the CPUs were up to {100 * max(busy):.0f}% busy with other work before a "
                       "measurement: compare only the interleaved paths of the same run[/]")
+
+
+# ------------------------------------------------------------------------------------------ docs/benchmark.md
+
+COMMAND = "python -m benchmarks.evaluate_modes --write-docs"
+BLOCK = "evaluate-modes"
+DOCS_HEADER = ["model", "path", "ms/frame (median)", "ms/frame (best)", "CPU ms/frame", "loop / path (median)",
+               "max abs dE (eV/atom)", "max abs dF (eV/Å)"]
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    """The ``evaluate-modes`` block of docs/benchmark.md from its JSON."""
+    from aiida_reactmlip.report.docs_blocks import markdown_table
+
+    rows = []
+    for name, r in record["results"].items():
+        for path, median in r["seconds_per_frame_median"].items():
+            d = r["max_abs_diff_vs_loop"].get(path)
+            rows.append([name, "ASE loop" if path == "ase" else f"batches of {path.split(':')[1]}",
+                         f"{1000 * median:.1f}", f"{1000 * r['seconds_per_frame_best'][path]:.1f}",
+                         f"{1000 * r['cpu_seconds_per_frame_median'][path]:.1f}",
+                         f"{r['ratio_loop_over_batched_median'][path]:.2f}" if d else "-",
+                         f"{d['energy_eV_per_atom']:.0e}" if d else "-", f"{d['forces_eV_per_A']:.0e}" if d else "-"])
+        if r.get("graph_seconds_per_frame_median"):
+            graph = r["graph_seconds_per_frame_median"]
+            rows.append([name, "graph building alone", f"{1000 * graph:.1f}", "-", "-", "-", "-", "-"])
+    params, prov = record["parameters"], record["provenance"]
+    lines = [markdown_table(DOCS_HEADER, rows), ""]
+    for name, r in record["results"].items():
+        graph = r.get("graph_seconds_per_frame_median")
+        if graph:
+            loop = r["seconds_per_frame_median"]["ase"]
+            best = min(v for p, v in r["seconds_per_frame_median"].items() if p != "ase")
+            lines.append(f"- {name}: building the graphs alone takes {1000 * graph:.1f} ms/frame, "
+                         f"{100 * graph / loop:.0f} % of the ASE loop's time and {100 * graph / best:.0f} % of the "
+                         "best batched path's: serial Python on the CPU, so a GPU can at most make CHGNet's batched "
+                         f"path {best / graph:.1f}x faster than it is here unless the graphs are built elsewhere "
+                         "(issue 17, item 2).")
+    busy = [r["cpu_busy_fraction_before"].get("busy_fraction") for r in record["results"].values()]
+    busy = [b for b in busy if b is not None]
+    lines += ["", (f"`{prov['command']}` ({prov['generated']}, commit {(prov['git_commit'] or '?')[:7]}): "
+                   f"{params['n_frames']} frames x {params['n_atoms_per_frame']} atoms, {params['rounds']} "
+                   f"interleaved rounds in one process, {prov['machine']['logical_cores']} cores, CPUs at most "
+                   f"{100 * max(busy or [0]):.0f} % busy before a model's rounds, load "
+                   f"{' / '.join(map(str, prov['load_average']))} at the end; docs/results/evaluate-modes.json.")]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    import argparse
+    import json
+
+    from aiida_reactmlip.report.docs_blocks import REPO_ROOT
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"frames (default {DEFAULT_FRAMES})")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="interleaved rounds (default 3)")
+    parser.add_argument("--device", default="cpu", help="torch device of the models (default cpu; cuda on a GPU)")
+    parser.add_argument("--write-docs", action="store_true", help="write docs/results/evaluate-modes.json and the table")
+    parser.add_argument("--docs-only", action="store_true", help="only regenerate the table from the committed JSON")
+    args = parser.parse_args()
+    result_json, page = REPO_ROOT / "docs" / "results" / "evaluate-modes.json", REPO_ROOT / "docs" / "benchmark.md"
+    if not args.docs_only:
+        from rich.console import Console
+
+        console = Console(width=150)
+        result = run(frames=args.frames, repeat=args.repeat, device=args.device, console=console)
+        render(result, console)
+        if args.write_docs:
+            from aiida_reactmlip.report.docs_blocks import provenance
+
+            command = COMMAND if (args.frames, args.repeat, args.device) == (DEFAULT_FRAMES, DEFAULT_REPEAT, "cpu") \
+                else f"{COMMAND} --frames {args.frames} --repeat {args.repeat} --device {args.device}"
+            record = {"provenance": provenance(command), **result}
+            result_json.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
+    if args.write_docs or args.docs_only:
+        from aiida_reactmlip.report.docs_blocks import write_block
+
+        write_block(page, BLOCK, render_markdown(json.loads(result_json.read_text())))
+        print(f"wrote the {BLOCK} block of {page}")
+
+
+if __name__ == "__main__":
+    main()

@@ -77,9 +77,19 @@ def test_fixed_costs_group_every_step_but_the_evaluation():
 
 
 def _generated_blocks():
-    from benchmarks import barrier_loop, finetune_study_docs, label_throughput, loop_evidence, loop_protocol
+    from benchmarks import (
+        barrier_loop,
+        evaluate_many,
+        evaluate_modes,
+        finetune_study_docs,
+        label_throughput,
+        loop_evidence,
+        loop_protocol,
+        md_speed,
+    )
 
     throughput_json, throughput_page = label_throughput._docs_paths()
+    many_json, many_page = evaluate_many._docs_paths()
     return [
         (loop_evidence.DOCS, loop_evidence.BLOCK, loop_evidence.RESULT_JSON, loop_evidence.render,
          "python -m benchmarks.loop_evidence table"),
@@ -93,11 +103,18 @@ def _generated_blocks():
          "python -m benchmarks.loop_protocol table"),
         (loop_protocol.SUMMARY_DOCS, loop_protocol.SUMMARY_BLOCK, loop_protocol.RESULT_JSON,
          loop_protocol.render_summary, "python -m benchmarks.loop_protocol table"),
+        (many_page, evaluate_many.BLOCK, many_json, evaluate_many.render_markdown,
+         "python -m benchmarks.evaluate_many --docs-only"),
+        (REPO_ROOT / "docs" / "benchmark.md", evaluate_modes.BLOCK, REPO_ROOT / "docs" / "results" / "evaluate-modes.json",
+         evaluate_modes.render_markdown, "python -m benchmarks.evaluate_modes --docs-only"),
+        (REPO_ROOT / "docs" / "exploration.md", md_speed.BLOCK, REPO_ROOT / "docs" / "results" / "md-speed.json",
+         md_speed.render_markdown, "python -m benchmarks.md_speed --docs-only"),
     ]
 
 
-@pytest.mark.parametrize("index", range(6), ids=["loop-ch4-evidence", "finetune-ch4-study", "label-throughput",
-                                                  "barrier-loops", "loop-protocol", "loop-protocol-summary"])
+@pytest.mark.parametrize("index", range(9), ids=["loop-ch4-evidence", "finetune-ch4-study", "label-throughput",
+                                                  "barrier-loops", "loop-protocol", "loop-protocol-summary",
+                                                  "evaluate-many", "evaluate-modes", "md-speed"])
 def test_generated_block_is_the_rendering_of_its_json(index):
     page, block, result_json, render, command = _generated_blocks()[index]
     record = json.loads(result_json.read_text())
@@ -248,3 +265,62 @@ def test_total_energy_of_a_pw_output_is_its_last_converged_line(tmp_path):
     assert all((d / "out.txt").read_text() == "ran\n" for d in dirs)
     with pytest.raises(RuntimeError, match="exit codes"):
         run_plain(dirs, "exit 3", 2, {})
+
+
+def test_evaluate_many_record_is_consistent():
+    """One evaluate_many job against one evaluate job per pair: same predictions, the job counts of each way,
+    and the speed-up is the ratio of the median walls of the rounds."""
+    import statistics
+
+    from benchmarks import evaluate_many
+
+    record = json.loads(evaluate_many._docs_paths()[0].read_text())
+    expected_jobs = {"committee": evaluate_many.COMMITTEE_SIZE, "validation_and_test": 2}
+    for name, r in record["results"].items():
+        assert r["max_abs_energy_difference_eV"] < 1e-6 and r["max_abs_force_difference_eV_per_A"] < 1e-6, name
+        assert {x["jobs"] for x in r["rounds"]["single"]} == {expected_jobs[name]}
+        assert {x["jobs"] for x in r["rounds"]["many"]} == {1}
+        assert len(r["rounds"]["single"]) == len(r["rounds"]["many"]) == record["parameters"]["repeat"]
+        medians = {way: statistics.median(x["wall_seconds"] for x in rounds) for way, rounds in r["rounds"].items()}
+        assert r["speedup"] == pytest.approx(medians["single"] / medians["many"])
+        assert all(len(x["uuids"]) == x["jobs"] for rounds in r["rounds"].values() for x in rounds)
+
+
+def test_evaluate_modes_record_is_consistent():
+    """Batched and loop agree within the benchmark's tolerance; the ratios are those of the medians; CHGNet's
+    graph building is a part of its loop's time."""
+    from benchmarks import evaluate_modes
+
+    record = json.loads((REPO_ROOT / "docs" / "results" / "evaluate-modes.json").read_text())
+    assert record["ok"] is True
+    for name, r in record["results"].items():
+        median = r["seconds_per_frame_median"]
+        for path, ratio in r["ratio_loop_over_batched_median"].items():
+            assert ratio == pytest.approx(median["ase"] / median[path]), (name, path)
+            for key, tolerance in evaluate_modes.TOLERANCE.items():
+                assert r["max_abs_diff_vs_loop"][path][key] <= tolerance
+        if r["family"] == "chgnet":
+            assert 0 < r["graph_seconds_per_frame_median"] < median["ase"]
+
+
+def test_md_speed_record_is_consistent():
+    """Every run did its steps; the medians are those of the rounds; each strategy picked 4 distinct frames of
+    the example's pool, and the mean std quoted is that of the picked frames."""
+    import statistics
+
+    import numpy as np
+
+    record = json.loads((REPO_ROOT / "docs" / "results" / "md-speed.json").read_text())
+    steps = record["parameters"]["n_steps"]
+    for name, r in record["results"].items():
+        for threads, runs in r["runs"].items():
+            assert all(run["steps_done"] == steps and run["steps_per_second"] > 0 for run in runs), (name, threads)
+            assert r["steps_per_second_median"][threads] == pytest.approx(
+                statistics.median(run["steps_per_second"] for run in runs))
+    committee = record["example_committee"]
+    std = np.asarray(committee["committee_force_std"])
+    assert len(std) == committee["n_frames"] == 20 and committee["min"] == pytest.approx(std.min())
+    for strategy, pick in committee["picks"].items():
+        assert len(set(pick["frames"])) == 4 and max(pick["frames"]) < len(std), strategy
+        assert pick["mean_std"] == pytest.approx(std[pick["frames"]].mean())
+    assert committee["picks"]["committee"]["mean_std"] == pytest.approx(np.sort(std)[-4:].mean())

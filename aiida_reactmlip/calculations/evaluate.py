@@ -95,7 +95,7 @@ class EvaluateManyCalculation(RunnerCalculation):
         settings = contract.check_settings("evaluate", self.inputs.settings.get_dict() if "settings" in self.inputs else {})
         models, copies, frames = {}, [], {}
         for key, model in self.inputs.models.items():
-            target = f"{contract.MODEL_PREFIX}{key}{contract.MODEL_SUFFIX.get(model.family, '')}"
+            target = f"{contract.MODEL_PREFIX}{key}_{model.filename}"  # the file keeps its name (and suffix)
             copies.append((model.uuid, model.filename, target))
             models[key] = {"family": model.family, "model_name": model.model_name, "model_file": target}
         for key, dataset in self.inputs.datasets.items():

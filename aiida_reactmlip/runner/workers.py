@@ -19,8 +19,9 @@ from aiida_reactmlip.runner.inference import Progress, evaluate_images
 
 #: ``workers: null`` on CPU: at most this many worker processes ...
 MAX_AUTO_WORKERS = 8
-#: ... and only when each gets at least this many frames: a helper pays 4 s (CHGNet) to 8 s (SevenNet) of
-#: imports and model load on a busy core before its first frame, which ~100 frames of 1.37x speed repay.
+#: ... and only when each gets at least this many frames: a helper pays seconds of imports and model load on a
+#: busy core before its first frame (docs/benchmark.md, "Speed", gives them per model), which ~100 frames at the
+#: faster rate of two processes repay.
 MIN_FRAMES_PER_WORKER = 100
 
 
@@ -41,8 +42,8 @@ def plan_workers(workers: int | None, num_threads: int | None, n_frames: int, de
     frames each; on an accelerator one. Threads: ``num_threads`` when given, else ``cpus // workers``
     for several workers and torch's own default (``None``) for one. Why: a 37-atom graph keeps two
     threads of one process busy only part of the time (graph building is serial Python), so on two
-    cores two single-threaded processes evaluated 1.37x (CHGNet) and 1.40x (SevenNet) the frames per
-    second of one two-threaded process (docs/benchmark.md, "Speed").
+    cores two single-threaded processes evaluate at least as many frames per second as one two-threaded
+    process, CHGNet clearly more (docs/benchmark.md, "Speed": both plain loops measured in one run).
     """
     if workers is not None:
         planned = max(1, min(int(workers), n_frames))
