@@ -324,3 +324,31 @@ def test_md_speed_record_is_consistent():
         assert len(set(pick["frames"])) == 4 and max(pick["frames"]) < len(std), strategy
         assert pick["mean_std"] == pytest.approx(std[pick["frames"]].mean())
     assert committee["picks"]["committee"]["mean_std"] == pytest.approx(np.sort(std)[-4:].mean())
+
+
+def test_every_benchmark_module_loads_or_is_a_script():
+    """`make bench` runs every module of benchmarks/ that is not a docs script: each must be a benchmark."""
+    import benchmarks
+
+    for name in benchmarks.BENCHMARKS:
+        benchmarks.load(name)  # AttributeError naming what a module lacks
+    assert "loop_protocol" not in benchmarks.BENCHMARKS and "evaluate_many" in benchmarks.BENCHMARKS
+
+
+def test_campaign_blocks_are_the_rendering_of_their_json():
+    """docs/campaigns.md's measured campaigns come from docs/results/campaigns.json; the leaderboard the
+    campaign stored ranks the models by the force MAE of their metrics."""
+    from benchmarks import campaign_docs
+
+    record = json.loads(campaign_docs.RESULT_JSON.read_text())
+    assert set(record["campaigns"]) <= set(campaign_docs.CAMPAIGNS) and "h2-dissociation" in record["campaigns"]
+    page = campaign_docs.DOCS.read_text()
+    for name, entry in record["campaigns"].items():
+        assert entry["provenance"]["git_commit"] and len(entry["provenance"]["load_average"]) == 3
+        assert read_block(page, campaign_docs.block_name(name)) == campaign_docs.render_campaign(entry).strip("\n"), (
+            f"docs/campaigns.md differs from campaigns.json ({name}): run `.venv/bin/python -m "
+            "benchmarks.campaign_docs table`")
+        rows = entry["leaderboard"]["rows"]
+        assert [row["force_mae"] for row in rows] == sorted(m["force_mae"] for m in entry["metrics"].values())
+        assert {row["metrics_uuid"] for row in rows} == {m["uuid"] for m in entry["metrics"].values()}
+        assert set(entry["stability"]) <= set(entry["models"])
