@@ -131,3 +131,50 @@ def script_main(doc: str, run, table, result_json: pathlib.Path | None = None, *
         table()
     else:
         commands[args.what][2](args)
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]], console) -> None:
+    """``rows`` under ``header`` as a rich table titled ``title`` on ``console``."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def benchmark_docs_main(doc: str, module, result_json: pathlib.Path, page: pathlib.Path,
+                        options: dict[str, tuple]) -> None:
+    """The command line of a benchmark whose numbers also feed a docs block: run it and print its tables;
+    ``--write-docs`` also writes ``result_json`` (the results with :func:`~aiida_reactmlip.report.docs_blocks.
+    provenance`: the command with every option that differs from its default) and the block ``module.BLOCK`` of
+    ``page`` (``module.render_markdown``); ``--docs-only`` only regenerates the block from the JSON.
+
+    ``options``: name -> (type, default, help), each passed to ``module.run`` as a keyword."""
+    import argparse
+    import json
+
+    from aiida_reactmlip.report.docs_blocks import provenance, write_block
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, (kind, default, help_text) in options.items():
+        parser.add_argument(f"--{name}", type=kind, default=default, help=help_text)
+    parser.add_argument("--write-docs", action="store_true", help=f"also write {result_json.name} and the table")
+    parser.add_argument("--docs-only", action="store_true", help="only regenerate the table from the committed JSON")
+    args = parser.parse_args()
+    if not args.docs_only:
+        from rich.console import Console
+
+        console = Console(width=150)
+        values = {name: getattr(args, name) for name in options}
+        result = module.run(console=console, **values)
+        module.render(result, console)
+        if args.write_docs:
+            changed = [f"--{name} {value}" for name, value in values.items() if value != options[name][1]]
+            record = {"provenance": provenance(" ".join([module.COMMAND, *changed])), **result}
+            result_json.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
+    if args.write_docs or args.docs_only:
+        write_block(page, module.BLOCK, module.render_markdown(json.loads(result_json.read_text())))
+        print(f"wrote the {module.BLOCK} block of {page}")

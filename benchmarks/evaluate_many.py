@@ -164,14 +164,9 @@ def render_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 def render(result: dict[str, Any], console) -> None:
-    from rich.table import Table
+    from ._docs_run import print_table
 
-    table = Table(title="A loop's small evaluations: one job per pair vs one job", title_justify="left")
-    for column in HEADER:
-        table.add_column(column)
-    for row in render_rows(result):
-        table.add_row(*row)
-    console.print(table)
+    print_table("A loop's small evaluations: one job per pair vs one job", HEADER, render_rows(result), console)
     for key, r in result["results"].items():
         console.print(f"{key}: predictions agree to {r['max_abs_energy_difference_eV']:.1e} eV, "
                       f"{r['max_abs_force_difference_eV_per_A']:.1e} eV/Å")
@@ -203,34 +198,14 @@ def _docs_paths():
 
 
 def main() -> None:
-    import argparse
-    import json
+    import sys
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"pool frames (default {DEFAULT_FRAMES})")
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="interleaved rounds (default 2)")
-    parser.add_argument("--write-docs", action="store_true", help="write docs/results/evaluate-many.json and the table")
-    parser.add_argument("--docs-only", action="store_true", help="only regenerate the table from the committed JSON")
-    args = parser.parse_args()
+    from ._docs_run import benchmark_docs_main
+
     result_json, page = _docs_paths()
-    if not args.docs_only:
-        from rich.console import Console
-
-        console = Console(width=150)
-        result = run(frames=args.frames, repeat=args.repeat, console=console)
-        render(result, console)
-        if args.write_docs:
-            from aiida_reactmlip.report.docs_blocks import provenance
-
-            command = COMMAND if (args.frames, args.repeat) == (DEFAULT_FRAMES, DEFAULT_REPEAT) else \
-                f"{COMMAND} --frames {args.frames} --repeat {args.repeat}"
-            record = {"provenance": provenance(command), **result}
-            result_json.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
-    if args.write_docs or args.docs_only:
-        from aiida_reactmlip.report.docs_blocks import write_block
-
-        write_block(page, BLOCK, render_markdown(json.loads(result_json.read_text())))
-        print(f"wrote the {BLOCK} block of {page}")
+    benchmark_docs_main(__doc__, sys.modules[__name__], result_json, page,
+                        {"frames": (int, DEFAULT_FRAMES, f"pool frames (default {DEFAULT_FRAMES})"),
+                         "repeat": (int, DEFAULT_REPEAT, "interleaved rounds (default 2)")})
 
 
 if __name__ == "__main__":

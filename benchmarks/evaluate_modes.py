@@ -233,37 +233,17 @@ def render_markdown(record: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    import argparse
-    import json
+    import sys
 
     from aiida_reactmlip.report.docs_blocks import REPO_ROOT
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"frames (default {DEFAULT_FRAMES})")
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="interleaved rounds (default 3)")
-    parser.add_argument("--device", default="cpu", help="torch device of the models (default cpu; cuda on a GPU)")
-    parser.add_argument("--write-docs", action="store_true", help="write docs/results/evaluate-modes.json and the table")
-    parser.add_argument("--docs-only", action="store_true", help="only regenerate the table from the committed JSON")
-    args = parser.parse_args()
-    result_json, page = REPO_ROOT / "docs" / "results" / "evaluate-modes.json", REPO_ROOT / "docs" / "benchmark.md"
-    if not args.docs_only:
-        from rich.console import Console
+    from ._docs_run import benchmark_docs_main
 
-        console = Console(width=150)
-        result = run(frames=args.frames, repeat=args.repeat, device=args.device, console=console)
-        render(result, console)
-        if args.write_docs:
-            from aiida_reactmlip.report.docs_blocks import provenance
-
-            command = COMMAND if (args.frames, args.repeat, args.device) == (DEFAULT_FRAMES, DEFAULT_REPEAT, "cpu") \
-                else f"{COMMAND} --frames {args.frames} --repeat {args.repeat} --device {args.device}"
-            record = {"provenance": provenance(command), **result}
-            result_json.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
-    if args.write_docs or args.docs_only:
-        from aiida_reactmlip.report.docs_blocks import write_block
-
-        write_block(page, BLOCK, render_markdown(json.loads(result_json.read_text())))
-        print(f"wrote the {BLOCK} block of {page}")
+    benchmark_docs_main(__doc__, sys.modules[__name__], REPO_ROOT / "docs" / "results" / "evaluate-modes.json",
+                        REPO_ROOT / "docs" / "benchmark.md",
+                        {"frames": (int, DEFAULT_FRAMES, f"frames (default {DEFAULT_FRAMES})"),
+                         "repeat": (int, DEFAULT_REPEAT, "interleaved rounds (default 3)"),
+                         "device": (str, "cpu", "torch device of the models (default cpu; cuda on a GPU)")})
 
 
 if __name__ == "__main__":

@@ -182,14 +182,9 @@ HEADER = ["set", "frames", "path", "wall (s)", "labels / hour", "AiiDA speed rel
 
 
 def render(result: dict[str, Any], console) -> None:
-    from rich.table import Table
+    from ._docs_run import print_table
 
-    table = Table(title="DFT label throughput (pw.x, fast protocol)", title_justify="left")
-    for column in HEADER:
-        table.add_column(column)
-    for row in render_rows(result):
-        table.add_row(*row)
-    console.print(table)
+    print_table("DFT label throughput (pw.x, fast protocol)", HEADER, render_rows(result), console)
     for name, r in result["results"].items():
         console.print(f"{name}: AiiDA / best plain loop ({r['best_plain']}) = {r['ratio_vs_best_plain']:.2f} "
                       f"(goal >= {GOAL}); energies equal in every plain run: "
@@ -225,32 +220,13 @@ BLOCK = "label-throughput"
 
 
 def main() -> None:
-    import argparse
-    import json
+    import sys
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="Cu slab frames (default 4)")
-    parser.add_argument("--write-docs", action="store_true", help="write docs/results/label-throughput.json and the table")
-    parser.add_argument("--docs-only", action="store_true", help="only regenerate the table from the committed JSON")
-    args = parser.parse_args()
+    from ._docs_run import benchmark_docs_main
+
     result_json, page = _docs_paths()
-    if not args.docs_only:
-        from rich.console import Console
-
-        console = Console(width=150)
-        result = run(frames=args.frames, console=console)
-        render(result, console)
-        if args.write_docs:
-            from aiida_reactmlip.report.docs_blocks import provenance
-
-            record = {"provenance": provenance(COMMAND if args.frames == DEFAULT_FRAMES else
-                                               f"{COMMAND} --frames {args.frames}"), **result}
-            result_json.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
-    if args.write_docs or args.docs_only:
-        from aiida_reactmlip.report.docs_blocks import write_block
-
-        write_block(page, BLOCK, render_markdown(json.loads(result_json.read_text())))
-        print(f"wrote the {BLOCK} block of {page}")
+    benchmark_docs_main(__doc__, sys.modules[__name__], result_json, page,
+                        {"frames": (int, DEFAULT_FRAMES, "Cu slab frames (default 4)")})
 
 
 if __name__ == "__main__":

@@ -191,14 +191,9 @@ def render_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 def render(result: dict[str, Any], console) -> None:
-    from rich.table import Table
+    from ._docs_run import print_table
 
-    table = Table(title=f"MD speed ({result['parameters']['model']}, reactmlip-runner md)", title_justify="left")
-    for column in HEADER:
-        table.add_column(column)
-    for row in render_rows(result):
-        table.add_row(*row)
-    console.print(table)
+    print_table(f"MD speed ({result['parameters']['model']}, reactmlip-runner md)", HEADER, render_rows(result), console)
 
 
 def render_markdown(record: dict[str, Any]) -> str:
@@ -233,35 +228,16 @@ def render_markdown(record: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    import argparse
+    import sys
 
     from aiida_reactmlip.report.docs_blocks import REPO_ROOT
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"MD steps (default {DEFAULT_FRAMES})")
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="interleaved rounds (default 2)")
-    parser.add_argument("--write-docs", action="store_true", help="write docs/results/md-speed.json and the table")
-    parser.add_argument("--docs-only", action="store_true", help="only regenerate the table from the committed JSON")
-    args = parser.parse_args()
-    result_json, page = REPO_ROOT / "docs" / "results" / "md-speed.json", REPO_ROOT / "docs" / "exploration.md"
-    if not args.docs_only:
-        from rich.console import Console
+    from ._docs_run import benchmark_docs_main
 
-        console = Console(width=150)
-        result = run(frames=args.frames, repeat=args.repeat, console=console)
-        render(result, console)
-        if args.write_docs:
-            from aiida_reactmlip.report.docs_blocks import provenance
-
-            command = COMMAND if (args.frames, args.repeat) == (DEFAULT_FRAMES, DEFAULT_REPEAT) else \
-                f"{COMMAND} --frames {args.frames} --repeat {args.repeat}"
-            record = {"provenance": provenance(command), **result}
-            result_json.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=float) + "\n")
-    if args.write_docs or args.docs_only:
-        from aiida_reactmlip.report.docs_blocks import write_block
-
-        write_block(page, BLOCK, render_markdown(json.loads(result_json.read_text())))
-        print(f"wrote the {BLOCK} block of {page}")
+    benchmark_docs_main(__doc__, sys.modules[__name__], REPO_ROOT / "docs" / "results" / "md-speed.json",
+                        REPO_ROOT / "docs" / "exploration.md",
+                        {"frames": (int, DEFAULT_FRAMES, f"MD steps (default {DEFAULT_FRAMES})"),
+                         "repeat": (int, DEFAULT_REPEAT, "interleaved rounds (default 2)")})
 
 
 if __name__ == "__main__":
