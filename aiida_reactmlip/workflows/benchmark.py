@@ -5,10 +5,11 @@ Outline:
 1. DFT: label the structures (``reactmlip.label``) unless a ``dataset`` is given and, when ``dft_neb``
    is given, a climbing-image NEB with neb.x (``reactmlip.dft_neb``), concurrently.
 2. MLIP jobs on the runner code, at most ``max_concurrent_jobs`` at a time: per model one
-   ``reactmlip.evaluate`` of the dataset; with ``relax_minima`` one ``reactmlip.relax`` of the DFT minima
-   of the dataset (:func:`aiida_reactmlip.metrics.reactive.select_minima`); with a DFT NEB one
-   ``reactmlip.neb`` between the DFT NEB's end states (same number of images, interpolation and
-   climbing image) and one ``reactmlip.evaluate`` of the DFT NEB's converged band.
+   ``reactmlip.evaluate`` of the dataset (with a DFT NEB one ``reactmlip.evaluate_many`` of the dataset and
+   the DFT NEB's converged band, so that the model is loaded once); with ``relax_minima`` one
+   ``reactmlip.relax`` of the DFT minima of the dataset
+   (:func:`aiida_reactmlip.metrics.reactive.select_minima`); with a DFT NEB one ``reactmlip.neb`` between
+   the DFT NEB's end states (same number of images, interpolation and climbing image).
 3. Per model: ``metrics.<model>`` (``reactmlip.compute_metrics``: energy, force, stress errors, per
    system, reactive metrics along the dataset's paths and sites), ``stability.<model>``
    (:func:`compute_stability`: RMSD, bonds broken/formed, dissociation, adsorbate left its site, per
@@ -24,7 +25,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, if_, while_
 
-from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
+from aiida_reactmlip.calculations.evaluate import EvaluateCalculation, EvaluateManyCalculation
 from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.metrics.by_system import frame_groups
 from aiida_reactmlip.calculations.mlip_neb import MlipNebCalculation
@@ -310,7 +311,7 @@ class BenchmarkWorkChain(WorkChain):
             else:
                 self.report("relax_minima: the dataset has no DFT minimum (no finite energy); nothing to relax")
         if self.ctx.neb_datasets is not None:
-            queue += [("neb", key) for key in models] + [("band", key) for key in models]
+            queue += [("neb", key) for key in models]
         if "physics_settings" in self.inputs:
             queue += [("physics", key) for key in models]
         self.ctx.queue = queue
@@ -322,12 +323,7 @@ class BenchmarkWorkChain(WorkChain):
         model = self.inputs.models[key]
         code = self.inputs.runner_code
         if kind == "evaluate":
-            dataset = self._dataset()
-            inputs = {"code": code, "model": model, "dataset": dataset, "metadata": {"call_link_label": f"evaluate_{key}"}}
-            if "evaluate_settings" in self.inputs:
-                inputs["settings"] = self.inputs.evaluate_settings
-            node = self.submit(EvaluateCalculation, **inputs)
-            self.report(f"evaluating {model.model_name} on {dataset.base.attributes.get('n_frames')} frames: <{node.pk}>")
+            node = self._submit_evaluation(key, model)
         elif kind == "relax":
             settings = {**DEFAULT_RELAX_SETTINGS,
                         **(self.inputs.relax_settings.get_dict() if "relax_settings" in self.inputs else {})}
@@ -338,20 +334,45 @@ class BenchmarkWorkChain(WorkChain):
             node = self.submit(MlipNebCalculation, code=code, model=model, images=self.ctx.neb_datasets["end_states"],
                                settings=orm.Dict(self._mlip_neb_settings()), metadata={"call_link_label": f"neb_{key}"})
             self.report(f"NEB with {model.model_name} between the DFT NEB's end states: <{node.pk}>")
-        elif kind == "physics":
+        else:  # physics
             inputs = {"code": code, "model": model, "settings": self.inputs.physics_settings,
                       "metadata": {"call_link_label": f"physics_{key}"}}
             if "physics_structures" in self.inputs:
                 inputs["structures"] = self.inputs.physics_structures
             node = self.submit(PhysicsCheckCalculation, **inputs)
             self.report(f"physics-aware checks of {model.model_name}: <{node.pk}>")
-        else:  # the model's energies along the DFT NEB band
-            inputs = {"code": code, "model": model, "dataset": self.ctx.neb_datasets["band"],
-                      "metadata": {"call_link_label": f"evaluate_dft_band_{key}"}}
-            if "evaluate_settings" in self.inputs:
-                inputs["settings"] = self.inputs.evaluate_settings
-            node = self.submit(EvaluateCalculation, **inputs)
         return node
+
+    #: The model's key in the namespaces of a ``reactmlip.evaluate_many`` job (one model per job).
+    MANY_MODEL_KEY = "model"
+
+    def _submit_evaluation(self, key: str, model):
+        """The model on the dataset: one ``reactmlip.evaluate``; with a DFT NEB band, one ``reactmlip.evaluate_many``
+        of the dataset and the band (the model loaded once, one runner start)."""
+        dataset = self._dataset()
+        inputs = {"code": self.inputs.runner_code, "metadata": {"call_link_label": f"evaluate_{key}"}}
+        if "evaluate_settings" in self.inputs:
+            inputs["settings"] = self.inputs.evaluate_settings
+        if self.ctx.neb_datasets is None:
+            node = self.submit(EvaluateCalculation, model=model, dataset=dataset, **inputs)
+            what = f"{dataset.base.attributes.get('n_frames')} frames"
+        else:
+            band = self.ctx.neb_datasets["band"]
+            node = self.submit(EvaluateManyCalculation, models={self.MANY_MODEL_KEY: model},
+                               datasets={"dataset": dataset, "dft_band": band}, **inputs)
+            what = (f"{dataset.base.attributes.get('n_frames')} frames and the {band.base.attributes.get('n_frames')} "
+                    "images of the DFT NEB band")
+        self.report(f"evaluating {model.model_name} on {what}: {node.process_label}<{node.pk}>")
+        return node
+
+    def _predictions(self, key: str, frames: str = "dataset") -> orm.ArrayData:
+        """Model ``key``'s predictions on the dataset (``frames="dataset"``) or on the DFT NEB band (``"dft_band"``)."""
+        node = self.ctx[f"job_evaluate_{key}"]
+        if node.process_class is EvaluateManyCalculation:
+            return node.outputs.predictions[self.MANY_MODEL_KEY][frames]
+        if frames != "dataset":
+            raise KeyError(f"{node.process_label}<{node.pk}> evaluated the dataset only, not {frames!r}")
+        return node.outputs.predictions
 
     def _mlip_neb_settings(self) -> dict:
         """The models' NEB like the DFT one: images, climbing image, interpolation, fixed atoms, and the end
@@ -401,7 +422,7 @@ class BenchmarkWorkChain(WorkChain):
                 self.report(f"warning: RelaxCalculation<{node.pk}> {node.exit_message}; its stability is flagged "
                             "not converged")
             self.ctx.stability[key] = compute_stability(
-                self.ctx.minima, node.outputs.relaxed, self.ctx[f"job_evaluate_{key}"].outputs.predictions,
+                self.ctx.minima, node.outputs.relaxed, self._predictions(key),
                 metadata={"call_link_label": f"stability_{key}"},
             )
         if failed:
@@ -414,13 +435,13 @@ class BenchmarkWorkChain(WorkChain):
         self.ctx.neb, failed = {}, []
         profile = self.ctx.dft_neb.outputs.energy_profile
         for key in sorted(self.inputs.models):
-            neb, band = self.ctx[f"job_neb_{key}"], self.ctx[f"job_band_{key}"]
-            if "profile" not in neb.outputs or not band.is_finished_ok:
-                failed.append(f"{key} ({neb.exit_message or band.exit_message})")
+            neb = self.ctx[f"job_neb_{key}"]
+            if "profile" not in neb.outputs:
+                failed.append(f"{key} ({neb.exit_message})")
                 continue
             if not neb.is_finished_ok:
                 self.report(f"warning: MlipNebCalculation<{neb.pk}> {neb.exit_message}; compared unconverged")
-            self.ctx.neb[key] = compare_neb(profile, neb.outputs.profile, band.outputs.predictions,
+            self.ctx.neb[key] = compare_neb(profile, neb.outputs.profile, self._predictions(key, "dft_band"),
                                             metadata={"call_link_label": f"compare_neb_{key}"})
         if failed:
             self.ctx.mlip_neb_failed = ", ".join(failed)
@@ -442,7 +463,7 @@ class BenchmarkWorkChain(WorkChain):
         nodes = {}
         metrics_failed = []
         for key, model in sorted(self.inputs.models.items()):
-            predictions = self.ctx[f"job_evaluate_{key}"].outputs.predictions
+            predictions = self._predictions(key)
             self.out(f"predictions.{key}", predictions)
             extra = {kind: self.ctx[kind][key] for kind in ("stability", "neb", "physics")
                      if key in self.ctx.get(kind, {})}

@@ -10,9 +10,9 @@ reliable for it, and what does it forget on the way?
 3. Every base model is fine-tuned on every budget > 0 (``reactmlip.finetune`` in ``reactmlip.finetune_base``,
    which retries a diverged training with half the learning rate; all in parallel or in waves of
    ``max_concurrent_jobs``), validated on the validation split.
-4. Every model (budget 0 = the zero-shot base model, and each fine-tuned one) is evaluated
-   (``reactmlip.evaluate``) on the test split and, when given, on a general reference set
-   (``general_set``: bulk metals, gas molecules, clean surfaces) to measure forgetting.
+4. Every model (budget 0 = the zero-shot base model, and each fine-tuned one) is evaluated on the test split
+   (``reactmlip.evaluate``) or, when a general reference set is given (``general_set``: bulk metals, gas
+   molecules, clean surfaces; to measure forgetting), on both in one ``reactmlip.evaluate_many`` job.
 5. ``reactmlip.compute_metrics`` gives the errors (reactive metrics included), ``scan_metrics`` the error of
    each bond scan's stretch (dissociation) energy, and
    ``make_learning_curve`` the learning curve of each model (:mod:`aiida_reactmlip.metrics.learning_curves`).
@@ -25,7 +25,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction, while_
 
-from aiida_reactmlip.calculations.evaluate import EvaluateCalculation
+from aiida_reactmlip.calculations.evaluate import EvaluateCalculation, EvaluateManyCalculation
 from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.calculations.split import SPLIT_DEFAULTS, compute_split, select_frames, split_dataset
 from aiida_reactmlip.data.dataset import LabelledDatasetData
@@ -295,15 +295,14 @@ class FinetuneStudyWorkChain(WorkChain):
         """Queue every (model, budget > 0) fine-tune and the zero-shot evaluations (budget 0)."""
         self.ctx.queue = []
         for key in sorted(self.inputs.base_models):
-            for subset in self._sets():
-                self.ctx.queue.append([EVALUATE, key, 0, subset])
+            self.ctx.queue.append([EVALUATE, key, 0, ""])
             for budget in self._positive_budgets():
                 self.ctx.queue.append([FINETUNE, key, budget, ""])
 
     def queue_finetuned_evaluations(self):
         """Queue the evaluation of every fine-tuned model on the test split and the general set."""
-        self.ctx.queue = [[EVALUATE, key, budget, subset] for key in sorted(self.inputs.base_models)
-                          for budget in self._positive_budgets() for subset in self._sets()]
+        self.ctx.queue = [[EVALUATE, key, budget, ""] for key in sorted(self.inputs.base_models)
+                          for budget in self._positive_budgets()]
 
     def has_queued(self):
         return bool(self.ctx.queue)
@@ -312,13 +311,14 @@ class FinetuneStudyWorkChain(WorkChain):
         """Submit the next jobs of the queue (all, or ``max_concurrent_jobs``); the next step waits for them."""
         limit = int(self.inputs.max_concurrent_jobs.value) or len(self.ctx.queue)
         batch, self.ctx.queue = self.ctx.queue[:limit], self.ctx.queue[limit:]
-        for kind, key, budget, subset in batch:
-            name = self._name(kind, key, budget, subset)
+        for kind, key, budget, _ in batch:
             if kind == FINETUNE:
+                name = self._name(kind, key, budget)
                 node = self.submit(FinetuneBaseWorkChain, **self._finetune_inputs(key, budget))
                 self.report(f"fine-tuning {key} on {budget} labels: {node.process_label}<{node.pk}>")
             else:
-                node = self.submit(EvaluateCalculation, **self._evaluate_inputs(key, budget, subset))
+                name = self._evaluation_job(key, budget)
+                node = self._submit_evaluation(key, budget, name)
             self.to_context(**{name: node})
 
     def _finetune_inputs(self, key: str, budget: int) -> dict:
@@ -342,16 +342,31 @@ class FinetuneStudyWorkChain(WorkChain):
             inputs["metadata"]["options"] = self.inputs.finetune_options.get_dict()
         return {"finetune": inputs, "metadata": {"call_link_label": self._name(FINETUNE, key, budget), "label": label}}
 
-    def _evaluate_inputs(self, key: str, budget: int, subset: str) -> dict:
-        inputs = {
-            "code": self.inputs.runner_code,
-            "model": self._model(key, budget),
-            "dataset": self.ctx.test if subset == "test" else self.inputs.general_set,
-            "metadata": {"call_link_label": self._name(EVALUATE, key, budget, subset)},
-        }
+    #: The model's key in the namespaces of a ``reactmlip.evaluate_many`` job (one model per job).
+    MANY_MODEL_KEY = "model"
+
+    def _evaluation_job(self, key: str, budget: int) -> str:
+        """The context name (and call link label) of the job that evaluates model ``key`` at ``budget``."""
+        return self._name(EVALUATE, key, budget, "test" if self._sets() == ["test"] else "")
+
+    def _submit_evaluation(self, key: str, budget: int, name: str):
+        """One job per (model, budget): ``reactmlip.evaluate`` of the test split or, with a general set,
+        ``reactmlip.evaluate_many`` of both (the model loaded once, one runner start)."""
+        inputs = {"code": self.inputs.runner_code, "metadata": {"call_link_label": name}}
         if "evaluate_settings" in self.inputs:
             inputs["settings"] = self.inputs.evaluate_settings
-        return inputs
+        model = self._model(key, budget)
+        if self._sets() == ["test"]:
+            return self.submit(EvaluateCalculation, model=model, dataset=self.ctx.test, **inputs)
+        return self.submit(EvaluateManyCalculation, models={self.MANY_MODEL_KEY: model},
+                           datasets={"test": self.ctx.test, "general": self.inputs.general_set}, **inputs)
+
+    def _predictions(self, key: str, budget: int, subset: str) -> orm.ArrayData:
+        """Model ``key`` at ``budget`` on ``subset`` (``test`` or ``general``)."""
+        node = self.ctx[self._evaluation_job(key, budget)]
+        if node.process_class is EvaluateManyCalculation:
+            return node.outputs.predictions[self.MANY_MODEL_KEY][subset]
+        return node.outputs.predictions
 
     def _failures(self, names: list[str]) -> str:
         """One line per failed child: its name, process, exit status and message (or why it excepted)."""
@@ -379,13 +394,14 @@ class FinetuneStudyWorkChain(WorkChain):
                 self.out(f"models.{key}.budget_{budget}", self._model(key, budget))
         return None
 
-    def _evaluation_names(self) -> list[tuple[str, int, str, str]]:
+    def _evaluations(self) -> list[tuple[str, int, str]]:
         budgets = [0, *self._positive_budgets()]
-        return [(key, budget, subset, self._name(EVALUATE, key, budget, subset))
-                for key in sorted(self.inputs.base_models) for budget in budgets for subset in self._sets()]
+        return [(key, budget, subset) for key in sorted(self.inputs.base_models) for budget in budgets
+                for subset in self._sets()]
 
     def inspect_evaluations(self):
-        details = self._failures([name for *_, name in self._evaluation_names()])
+        names = sorted({self._evaluation_job(key, budget) for key, budget, _ in self._evaluations()})
+        details = self._failures(names)
         if details:
             return self.exit_codes.ERROR_EVALUATION_FAILED.format(details=details)
         return None
@@ -394,12 +410,12 @@ class FinetuneStudyWorkChain(WorkChain):
         """Metrics of every (model, budget) on the test split and the general set, then the learning curves."""
         general_settings = self.inputs.get("general_metrics_settings", self.inputs.metrics_settings)
         layout, metrics_nodes = {}, {}
-        for key, budget, subset, name in self._evaluation_names():
-            model = self._model(key, budget)
+        for key, budget, subset in self._evaluations():
+            model, predictions = self._model(key, budget), self._predictions(key, budget, subset)
             dataset = self.ctx.test if subset == "test" else self.inputs.general_set
             settings = self.inputs.metrics_settings if subset == "test" else general_settings
             try:
-                metrics = compute_metrics(dataset, self.ctx[name].outputs.predictions, settings, model,
+                metrics = compute_metrics(dataset, predictions, settings, model,
                                           metadata={"call_link_label": f"metrics_{subset}_{key}_b{budget}"})
             except ValueError as exception:
                 return self.exit_codes.ERROR_METRICS_FAILED.format(
@@ -410,7 +426,7 @@ class FinetuneStudyWorkChain(WorkChain):
             metrics_nodes[f"{subset}_{key}_b{budget}"] = metrics
             layout[f"{subset}_{key}_b{budget}"] = {**where, "part": "metrics"}
             if subset == "test":
-                scans = scan_metrics(dataset, self.ctx[name].outputs.predictions,
+                scans = scan_metrics(dataset, predictions,
                                      metadata={"call_link_label": f"scan_metrics_{key}_b{budget}"})
                 self.out(f"scan_metrics.{key}.budget_{budget}", scans)
                 metrics_nodes[f"scan_{key}_b{budget}"] = scans

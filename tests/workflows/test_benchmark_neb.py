@@ -91,9 +91,15 @@ def test_mlip_neb_against_dft_neb(codes, pseudo_family, registry_models, tmp_pat
     assert compare["dft_neb_barrier_eV"] == pytest.approx(dft_barrier, abs=1e-12)
     assert compare["mlip_neb_barrier_eV"] == pytest.approx(profile["barrier"], abs=1e-12)
     assert compare["neb_barrier_error_eV"] == pytest.approx(profile["barrier"] - dft_barrier, abs=1e-12)
-    band_job = next(n for n in node.called if n.process_label == "EvaluateCalculation"
-                    and n.inputs.dataset.uuid == node.outputs.dft_neb_band.uuid)
-    on_band = band_job.outputs.predictions.get_array("energies")
+    # one job per model evaluates the dataset and the DFT band (the model loaded once)
+    (evaluation,) = [n for n in node.called if n.process_type == "aiida.calculations:reactmlip.evaluate_many"]
+    assert not [n for n in node.called if n.process_type == "aiida.calculations:reactmlip.evaluate"]
+    assert evaluation.inputs.datasets.dft_band.uuid == node.outputs.dft_neb_band.uuid
+    assert evaluation.inputs.datasets.dataset.uuid == node.outputs.dataset.uuid
+    assert evaluation.outputs.predictions.model.dataset.uuid == node.outputs.predictions.chgnet.uuid
+    timing = evaluation.outputs.timing.get_dict()
+    assert timing["n_models"] == 1 and sorted(timing["evaluations"]) == ["model.dataset", "model.dft_band"]
+    on_band = evaluation.outputs.predictions.model.dft_band.get_array("energies")
     assert len(on_band) == 5
     assert compare["dft_band_barrier_error_eV"] == pytest.approx(on_band.max() - on_band[0] - dft_barrier, abs=1e-9)
     # the DFT band dataset carries the neb.x image energies

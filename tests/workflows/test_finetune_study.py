@@ -224,8 +224,13 @@ def test_study_end_to_end_numbers_and_provenance(small_study, registry_models):
         general = node.outputs.general_metrics.chgnet[f"budget_{budget}"]
         assert metrics["model_uuid"] == model_uuid == general["model_uuid"]
         predictions = metrics.creator.inputs.predictions
-        assert predictions.creator.inputs.model.uuid == model_uuid
-        assert predictions.creator.inputs.dataset.uuid == test_set.uuid
+        # one reactmlip.evaluate_many job per (model, budget) evaluated the test split and the general set
+        job = predictions.creator
+        assert job.process_type == "aiida.calculations:reactmlip.evaluate_many"
+        assert job.inputs.models.model.uuid == model_uuid
+        assert job.inputs.datasets.test.uuid == test_set.uuid
+        assert job.inputs.datasets.general.uuid == node.inputs.general_set.uuid
+        assert general.creator.inputs.predictions.creator.uuid == job.uuid
         forces.append(_force_mae(test_set, predictions))
         general_forces.append(_force_mae(node.inputs.general_set, general.creator.inputs.predictions))
         assert metrics["force_mae"] == pytest.approx(forces[-1], rel=1e-9)
