@@ -1,19 +1,23 @@
 """The barrier loops of docs/active-learning.md ("The barrier loop"): docs/results/barrier-loops.json and its block.
 
     .venv/bin/python -m benchmarks.barrier_loop run [--reaction NAME]   # the loops of a reaction (H + H2: ~40 min)
+    .venv/bin/python -m benchmarks.barrier_loop run --kind check-first  # add one loop file's loops to the entry
     .venv/bin/python -m benchmarks.barrier_loop table                   # regenerates the block of docs/active-learning.md
     .venv/bin/python -m benchmarks.barrier_loop archive                 # an AiiDA archive of every loop (results/)
     .venv/bin/python -m benchmarks.barrier_loop refresh                 # the JSON's numbers again from its nodes
 
 For each reaction of ``REACTIONS`` (default: all), ``run`` calls ``reactmlip loop run`` on its two loop files
 (``loop-<r>-barrier.yaml``: the saddle check + one committee pick per round, and its random baseline;
-``loop-<r>-saddle.yaml``: the saddle check alone) over the reaction's seeds, caching off; reads every loop back
+``loop-<r>-saddle.yaml``: the saddle check alone; ``loop-<r>-check-first.yaml``: the check labelled first, the pick
+only when it fails, and its random baseline) over the reaction's seeds, caching off; reads every loop back
 from the graph (DFT labels used until the saddle check passed, the check of every round); gets the DFT barrier the
 final MLIP barriers are compared with (H + H2: a DFT NEB, ``reactmlip.dft_neb`` with neb.x at the loops' protocol,
 end states and number of images; NH3: the DFT energies of the validation fixture's band, whose middle image is the
 planar saddle by symmetry); and writes that reaction's entry of the JSON (numbers, node UUIDs, command, commit,
 machine, load) and the block between ``<!-- barrier-loops:start -->`` and ``<!-- barrier-loops:end -->``. The
 paired comparisons are :func:`aiida_reactmlip.metrics.statistics.paired_comparison` (Wilcoxon, bootstrap CI).
+``--kind KIND`` runs one loop file only and adds its loops to the reaction's entry (the DFT barrier and the other
+loops kept, the run's own provenance beside the entry's), e.g. the check-first loops against the recorded ones.
 """
 
 from __future__ import annotations
@@ -37,12 +41,18 @@ REACTIONS = {
     "nh3-inversion": {"prefix": "loop-nh3", "seeds": list(range(10)), "title": "NH3 umbrella inversion",
                       "dft": "fixture"},
 }
-STRATEGIES = ("saddle", "saddle+committee", "saddle+random")
+STRATEGIES = ("saddle", "saddle+committee", "saddle+random", "check-first+committee", "check-first+random")
+#: The loop files of a reaction (``workchains/<prefix>-<kind>.yaml``).
+KINDS = ("barrier", "saddle", "check-first")
+#: Paired comparisons of the labels to convergence, where both strategies ran.
+PAIRS = (("saddle+committee", "saddle+random"), ("saddle+committee", "saddle"), ("saddle+random", "saddle"),
+         ("check-first+committee", "saddle+committee"), ("check-first+random", "saddle+random"),
+         ("check-first+committee", "check-first+random"), ("check-first+committee", "saddle"))
 
 
-def loop_files(reaction: str) -> list:
+def loop_files(reaction: str, kinds=KINDS) -> list:
     prefix = REACTIONS[reaction]["prefix"]
-    return [REPO_ROOT / "workchains" / f"{prefix}-{kind}.yaml" for kind in ("barrier", "saddle")]
+    return [REPO_ROOT / "workchains" / f"{prefix}-{kind}.yaml" for kind in kinds]
 
 
 def loop_entry(node) -> dict:
@@ -51,7 +61,8 @@ def loop_entry(node) -> dict:
     rows = [row for row in summary["rounds"] if row.get("barrier_check_error") is not None]
     converged = summary["stop_reason"] == "barrier"
     # The loop's own strategy: round 1 of a committee loop picks at random (no labels yet to disagree on).
-    strategy = "saddle" if summary["k"] == 0 else f"saddle+{summary['strategy']}"
+    strategy = ("saddle" if summary["k"] == 0
+                else f"{'check-first' if summary.get('check_first') else 'saddle'}+{summary['strategy']}")
     return {
         "strategy": strategy, "seed": summary["seed"], "pk": node.pk,
         "uuid": node.uuid, "stop_reason": summary["stop_reason"], "converged": converged,
@@ -64,14 +75,14 @@ def loop_entry(node) -> dict:
 
 
 def comparisons(loops: list[dict], censor_at: int) -> dict:
-    """Paired (by seed) comparisons of the labels to convergence between the three strategies."""
+    """Paired (by seed) comparisons of the labels to convergence between the strategies (:data:`PAIRS`)."""
     from aiida_reactmlip.metrics.statistics import paired_comparison, verdict
 
     by = {}
     for loop in loops:
         by.setdefault(loop["strategy"], {})[loop["seed"]] = loop["labels_to_converge"]
     result = {}
-    for a, b in (("saddle+committee", "saddle+random"), ("saddle+committee", "saddle"), ("saddle+random", "saddle")):
+    for a, b in PAIRS:
         if a in by and b in by:
             seeds = sorted(set(by[a]) & set(by[b]))
             comparison = paired_comparison([by[a][s] for s in seeds], [by[b][s] for s in seeds], censor_at=censor_at,
@@ -121,8 +132,9 @@ def fixture_band_barrier(spec: dict) -> dict:
             "n_images": len(band), "seconds": 0.0}
 
 
-def reaction_record(reaction: str, nodes: list, dft: dict, spec: dict) -> dict:
-    loops = [loop_entry(node) for node in nodes]
+def reaction_record(reaction: str, nodes: list, dft: dict, spec: dict, kept: list | None = None) -> dict:
+    """A reaction's entry from its finished loops (``nodes``) and the loop entries ``kept`` from an earlier run."""
+    loops = (kept or []) + [loop_entry(node) for node in nodes]
     for loop in loops:
         if loop["final_mlip_barrier"] is not None:
             loop["final_error_vs_dft"] = loop["final_mlip_barrier"] - dft["barrier"]
@@ -168,9 +180,13 @@ def render_reaction(name: str, entry: dict) -> list[str]:
             lines.append(f"- `{strategy}`: none of {len(group)} loops converged within {entry['max_dft_labels']} labels.")
     for pair, comparison in entry["comparisons"].items():
         lines.append(f"- {pair}: {comparison['verdict']}.")
-    lines += ["", _dft_sentence(dft), "",
-              provenance_sentence(entry, "docs/results/barrier-loops.json", f"the {len(entry['loops'])} loops"), ""]
-    return lines
+    lines += ["", _dft_sentence(dft), ""]
+    added = entry.get("added", [])
+    n_first = len(entry["loops"]) - sum(run["n_loops"] for run in added)
+    lines += [provenance_sentence(entry, "docs/results/barrier-loops.json", f"the {n_first} loops")]
+    lines += [f"The `{run['kind']}` loops: " + provenance_sentence(run, "the same JSON", f"its {run['n_loops']} loops")
+              for run in added]
+    return lines + [""]
 
 
 def render(record: dict) -> str:
@@ -185,10 +201,11 @@ def table() -> None:
     write_block(DOCS, BLOCK, render(json.loads(RESULT_JSON.read_text())))
 
 
-def run_reaction(reaction: str, profile: str | None) -> dict:
+def run_reaction(reaction: str, profile: str | None, kind: str | None = None, entry: dict | None = None) -> dict:
+    """Run a reaction's loop files (``kind``: that one only, its loops added to ``entry``) and return its entry."""
     import yaml
 
-    files = loop_files(reaction)
+    files = loop_files(reaction, (kind,) if kind else KINDS[:2])
     spec = yaml.safe_load(files[0].read_text())
     seeds = REACTIONS[reaction]["seeds"]
     start = time.perf_counter()
@@ -198,6 +215,20 @@ def run_reaction(reaction: str, profile: str | None) -> dict:
                                    "--output", str(REPO_ROOT / "results" / path.stem)], profile)
         pks += reported_pks(stdout, "ActiveLearningWorkChain")
     nodes = load_nodes(pks, profile)
+    if kind:
+        if entry is None:
+            raise SystemExit(f"--kind {kind}: {reaction} has no entry in {RESULT_JSON} to add its loops to; run it whole")
+        run = {"kind": kind, "loop_file": str(files[0].relative_to(REPO_ROOT)), "n_loops": len(nodes),
+               "provenance": provenance(f"{COMMAND} --reaction {reaction} --kind {kind}"),
+               "wall_seconds": round(time.perf_counter() - start, 1)}
+        kept = [loop for loop in entry["loops"] if loop.get("kind", "") != kind]
+        for loop in entry["loops"]:
+            loop.setdefault("kind", "")
+        new = reaction_record(reaction, nodes, entry["dft"], spec, kept=kept)
+        for loop in new["loops"][len(kept):]:
+            loop["kind"] = kind
+        added = [r for r in entry.get("added", []) if r["kind"] != kind] + [run]
+        return {**entry, **new, "loop_files": sorted(set(entry["loop_files"]) | {run["loop_file"]}), "added": added}
     dft = dft_neb_barrier(spec) if REACTIONS[reaction]["dft"] == "neb" else fixture_band_barrier(spec)
     return {"provenance": provenance(f"{COMMAND} --reaction {reaction}"),
             "loop_files": [str(p.relative_to(REPO_ROOT)) for p in files], "seeds": seeds,
@@ -213,19 +244,25 @@ def refresh(profile: str | None) -> None:
     for reaction, entry in record["reactions"].items():
         spec = {"target_barrier_error": entry["target_barrier_error"], "max_dft_labels": entry["max_dft_labels"]}
         nodes = [orm.load_node(loop["uuid"]) for loop in entry["loops"]]
+        kinds = {loop["uuid"]: loop["kind"] for loop in entry["loops"] if "kind" in loop}
         entry.update(reaction_record(reaction, nodes, entry["dft"], spec))
+        for loop in entry["loops"]:
+            if loop["uuid"] in kinds:
+                loop["kind"] = kinds[loop["uuid"]]
         entry["refreshed"] = provenance("python -m benchmarks.barrier_loop refresh")
     write_record(record, RESULT_JSON, table)
 
 
 def _run_arguments(parser) -> None:
     parser.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
+    parser.add_argument("--kind", choices=KINDS, default=None,
+                        help="run this loop file only and add its loops to the reaction's recorded entry")
 
 
 def _run(profile: str | None, args) -> None:
     record = json.loads(RESULT_JSON.read_text()) if RESULT_JSON.exists() else {"reactions": {}}
     for reaction in args.reaction or list(REACTIONS):
-        record["reactions"][reaction] = run_reaction(reaction, profile)
+        record["reactions"][reaction] = run_reaction(reaction, profile, args.kind, record["reactions"].get(reaction))
         record["reactions"] = {name: record["reactions"][name] for name in REACTIONS if name in record["reactions"]}
         write_record(record, RESULT_JSON, table)
 

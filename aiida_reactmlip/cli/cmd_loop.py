@@ -149,10 +149,11 @@ def _describe_loop(spec: dict) -> None:
         click.echo(describe_plan(spec["plan"], spec["evidence"]))
         return
     mode = "oracle (DFT-labelled pool)" if "pool" in spec else f"exploration of {spec['explore']['system']}"
-    stops = ", ".join(f"{key} {spec[key]}" for key in ("target_force_mae", "target_energy_mae", "max_dft_labels",
-                                                       "max_rounds") if spec.get(key) is not None)
+    stops = ", ".join(f"{key} {spec[key]}" for key in ("target_force_mae", "target_energy_mae", "target_barrier_error",
+                                                       "max_dft_labels", "max_rounds") if spec.get(key) is not None)
+    check = "; the saddle check labelled first, the picks only when it fails" if spec.get("check_first") else ""
     click.echo(f"loop {spec['name']}: {mode}; model {spec['model']}; strategies {' vs '.join(spec['strategies'])}; "
-               f"k {spec.get('k', 4)}; seeds {spec['seeds']}; stop at {stops}")
+               f"k {spec.get('k', 4)}; seeds {spec['seeds']}; stop at {stops}{check}")
 
 
 def _caching(cache: bool):
@@ -361,8 +362,8 @@ def cmd_loop_show(pk):
     state = node.process_state.value if node.process_state else "unknown"
     inputs = node.inputs
     stops = []
-    for key, unit in (("target_force_mae", " eV/Å"), ("target_energy_mae", " eV/atom"), ("max_dft_labels", ""),
-                      ("max_rounds", "")):
+    for key, unit in (("target_force_mae", " eV/Å"), ("target_energy_mae", " eV/atom"), ("target_barrier_error", " eV"),
+                      ("max_dft_labels", ""), ("max_rounds", "")):
         if key in inputs:
             stops.append(f"{key} {inputs[key].value}{unit}")
     click.echo(f"ActiveLearningWorkChain<{node.pk}> {state}"

@@ -20,6 +20,7 @@ A loop file::
     target_force_mae: 0.5                 # eV/Å on the validation set (target_energy_mae: eV/atom)
     # target_barrier_error: 0.05          # barrier loop (explore.neb): stop when the model's barrier and DFT
     #                                     # single points at its initial state and saddle agree (eV); k may be 0
+    # check_first: true                   # barrier loop: label the saddle check alone, the k picks only if it fails
     run_to_budget: false                  # true: the target only scores the comparison
     seeds: [0]
     baseline: random                      # also run random selection with the same budget and seeds
@@ -55,7 +56,7 @@ LOOP_KEYS = {
     "name", "description", "model", "pool", "validation", "explore", "label", "initial", "strategy",
     "initial_strategy", "k", "committee_size", "committee_mode", "max_rounds", "max_dft_labels", "target_force_mae",
     "target_energy_mae", "seeds", "baseline", "hyperparameters", "finetune_from", "evaluate_settings",
-    "energy_reference", "run_to_budget", "computer", "evidence", "target_barrier_error",
+    "energy_reference", "run_to_budget", "computer", "evidence", "target_barrier_error", "check_first",
 }
 #: Keys of the ``explore`` section.
 EXPLORE_KEYS = {"system", "params", "roles", "md", "rattle", "neb"}
@@ -63,7 +64,7 @@ EXPLORE_KEYS = {"system", "params", "roles", "md", "rattle", "neb"}
 SCALAR_INPUTS = (("initial_strategy", orm.Str), ("k", orm.Int), ("committee_size", orm.Int),
                  ("committee_mode", orm.Str), ("max_rounds", orm.Int), ("max_dft_labels", orm.Int),
                  ("target_force_mae", orm.Float), ("target_energy_mae", orm.Float), ("finetune_from", orm.Str),
-                 ("target_barrier_error", orm.Float))
+                 ("target_barrier_error", orm.Float), ("check_first", orm.Bool))
 
 
 def _check_label(label, path) -> None:
@@ -124,6 +125,9 @@ def load_loop_spec(path) -> dict:
             check_number(data, key, path, int, minimum=0 if key == "k" and "target_barrier_error" in data else 1)
         elif kind is orm.Float:
             check_number(data, key, path, float, above=0)
+        elif kind is orm.Bool:
+            if data.get(key) is not None and not isinstance(data[key], bool):
+                raise ValueError(f"{path}: '{key}' must be true or false, not {data[key]!r}")
         elif data.get(key) is not None and not isinstance(data[key], str):
             raise ValueError(f"{path}: '{key}' must be a name (a string), not {data[key]!r}")
     from aiida_reactmlip.models import get_model_spec

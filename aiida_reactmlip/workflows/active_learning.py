@@ -44,7 +44,7 @@ from aiida_reactmlip.calculations.functions import compute_metrics
 from aiida_reactmlip.data.dataset import LabelledDatasetData
 from aiida_reactmlip.data.model import MlipModelData
 from aiida_reactmlip.metrics.learning_curves import reactive_values
-from aiida_reactmlip.metrics.loop import labels_this_round, stop_reason
+from aiida_reactmlip.metrics.loop import stop_reason
 from aiida_reactmlip.workflows.active_learning_barrier import BARRIER_CHECK_KEYS, BarrierCheckSteps
 from aiida_reactmlip.workflows.active_learning_functions import (
     bootstrap_indices,
@@ -131,10 +131,7 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
                    help="Stop at this energy MAE (eV/atom); with both targets, both must be met.")
         spec.input("max_dft_labels", valid_type=orm.Int, required=False, help="DFT budget: labels in total.")
         spec.input("max_rounds", valid_type=orm.Int, default=lambda: orm.Int(5), help="Rounds at most.")
-        spec.input("target_barrier_error", valid_type=orm.Float, required=False,
-                   help="Barrier loop (needs `neb`): every round pw.x also labels the band's initial state (once) "
-                   "and its highest image; the loop stops when the model's barrier and the DFT single points at "
-                   "those two geometries agree within this many eV. k may then be 0 (the saddle alone).")
+        BarrierCheckSteps.define_barrier_inputs(spec)
         # fine-tuning and evaluation
         spec.input("finetune_parameters", valid_type=orm.Dict, required=False,
                    help="Hyperparameters of reactmlip.finetune (the seed is set per model).")
@@ -163,17 +160,15 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
             while_(cls.should_continue)(
                 cls.start_round,
                 if_(cls.explores)(cls.run_exploration, cls.inspect_exploration),
-                if_(cls.uses_committee)(
-                    cls.run_committee, cls.inspect_committee, cls.run_committee_predictions, cls.inspect_predictions
-                ),
-                cls.select,
-                cls.run_labelling,
-                cls.inspect_labelling,
+                # barrier loop, check_first: pw.x labels the saddle check alone; the picks only if it fails
+                if_(cls.checks_first)(cls.start_check, cls.select, cls.run_labelling, cls.inspect_labelling, cls.end_check),
                 if_(cls.should_continue)(
-                    cls.run_finetune,
-                    cls.inspect_finetune,
-                    cls.run_validation,
-                    cls.inspect_validation,
+                    if_(cls.uses_committee)(
+                        cls.run_committee, cls.inspect_committee, cls.run_committee_predictions, cls.inspect_predictions
+                    ),
+                    if_(cls.picks_left)(cls.select, cls.run_labelling, cls.inspect_labelling),
+                    if_(cls.should_continue)(cls.run_finetune, cls.inspect_finetune, cls.run_validation,
+                                             cls.inspect_validation),
                 ),
             ),
             cls.finalize,
@@ -191,12 +186,13 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
 
     # ------------------------------------------------------------------ helpers
     def _label(self, what: str) -> str:
-        return f"{round_key(self.ctx.round)}__{what}"
+        return f"{round_key(self.ctx.round)}__{self.ctx.get('step_prefix', '')}{what}"
 
     def _options(self) -> dict:
         return {"options": self.inputs.options.get_dict()} if "options" in self.inputs else {}
 
     def _out_round(self, name: str, node) -> None:
+        name = f"{self.ctx.get('step_prefix', '')}{name}"
         self.out(f"rounds.{round_key(self.ctx.round)}.{name}", node)
         self.ctx.round_nodes.setdefault(round_key(self.ctx.round), {})[name] = node
 
@@ -276,7 +272,7 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
     def start_round(self):
         self.ctx.round += 1
         self.ctx.round_start = time.time()
-        self.ctx.committee = []
+        self.ctx.committee, self.ctx.round_checked, self.ctx.picks_skipped = [], [], False  # see check_first
         self.ctx.barrier = None
 
     def explores(self):
@@ -380,19 +376,16 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
         return None
 
     def select(self):
-        pool = self._pool()
-        pool_left = pool.n_frames - len(self.ctx.pool_selected) if self.ctx.oracle else pool.n_frames
-        max_labels = self._optional("max_dft_labels")
-        include = self._check_frames() if self._barrier_loop() else []  # the saddle check: labelled first
-        k_asked, n_labels = self.inputs.k.value, self._n_labels() + len(include)
-        k = labels_this_round(k_asked, n_labels, max_labels, pool_left - len(include)) if k_asked else 0
+        pool, pool_left, max_labels = self._pool(), self._pool_left(), self._optional("max_dft_labels")
+        include = self._check_include()  # barrier loop: the saddle check, labelled first
+        done, k = list(self.ctx.round_checked), self._picks_this_round(include, pool_left, max_labels)
         strategy = self.inputs.strategy.value
         if strategy in COMMITTEE_STRATEGIES and not self.ctx.committee:  # no labels yet: no committee
             strategy = self.inputs.initial_strategy.value
         if k < 1 and not include:
             return self.exit_codes.ERROR_NOTHING_SELECTED.format(round=self.ctx.round, message="no budget or pool left")
         params = {"strategy": strategy, "k": k, "seed": int(self.inputs.seed.value) + self.ctx.round,
-                  "already_selected": list(self.ctx.pool_selected) if self.ctx.oracle else [],
+                  "already_selected": (list(self.ctx.pool_selected) if self.ctx.oracle else []) + done,
                   **({"include": include} if include else {})}
         predictions = {f"member_{i:02d}": node for i, node in enumerate(self.ctx.committee)}
         result = select_candidates(pool, orm.Dict(params), **predictions,
@@ -402,13 +395,13 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
             return self.exit_codes.ERROR_NOTHING_SELECTED.format(round=self.ctx.round, message=f"strategy {strategy}")
         self.ctx.selected = selected
         self.ctx.strategy_used = strategy
-        if include:  # the barrier loop: the saddle check, and the strategy's picks when k > 0
+        if include or done:  # the barrier loop: the saddle check, and the strategy's picks when k > 0
             self.ctx.strategy_used = f"saddle+{strategy}" if k > 0 else "saddle"
         self._out_round("selected", selected)
         self._out_round("scores", result["scores"])
         if not self.ctx.oracle:
             self._out_round("pool", pool)
-        self.report(f"round {self.ctx.round}: {strategy} selected pool frames {selected.get_list()}")
+        self.report(f"round {self.ctx.round}: {self.ctx.strategy_used} selected pool frames {selected.get_list()}")
         return None
 
     def run_labelling(self):
@@ -448,8 +441,8 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
         else:
             self.ctx.pool_selected = list(self.ctx.pool_selected) + self.ctx.selected.get_list()
         new = self.ctx.new_labels
-        self.ctx.n_new = int(new.n_frames)
-        if self._barrier_loop():  # the saddle check of the model that made this round's band
+        self.ctx.n_new = int(new.n_frames) + len(self.ctx.round_checked)
+        if self._barrier_loop() and not self.ctx.round_checked:  # the saddle check of this round's band's model
             message = self._record_barrier_check(new)
             if message:
                 return self.exit_codes.ERROR_LABELLING_FAILED.format(round=self.ctx.round, message=message)
@@ -566,6 +559,7 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
             "max_dft_labels": self._optional("max_dft_labels"),
             "max_rounds": self.inputs.max_rounds.value,
             "target_barrier_error": self._optional("target_barrier_error"),
+            "check_first": self.inputs.check_first.value,
             "base_model": self.inputs.base_model.model_name,
             "validation_uuid": self.inputs.validation.uuid,
             "pool_uuid": self.inputs.label_pool.uuid if self.ctx.oracle else None,

@@ -86,6 +86,9 @@ def validate_inputs(inputs, _):
                     "settings and the two end states as start structures, not a label_pool")
         if "max_dft_labels" in inputs and inputs["max_dft_labels"].value < 2:
             return "the barrier loop's first check needs 2 DFT labels (initial state, saddle): max_dft_labels >= 2"
+    if inputs["check_first"].value and (not barrier_loop or inputs["k"].value < 1):
+        return ("check_first labels a barrier loop's saddle check before its k picks: it needs target_barrier_error "
+                "and k >= 1 (k = 0 labels the check alone already)")
     if strategy in COMMITTEE_STRATEGIES and inputs["committee_size"].value < 2:
         return f"strategy {strategy!r} needs committee_size >= 2, got {inputs['committee_size'].value}"
     if inputs["committee_mode"].value not in COMMITTEE_MODES:

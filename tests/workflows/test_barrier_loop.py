@@ -73,6 +73,14 @@ def test_barrier_loop_is_refused_without_a_band(codes, registry_models, pseudo_f
     inputs.pop("target_barrier_error")
     with pytest.raises(ValueError, match="k = 0, the saddle alone, is for the barrier loop"):
         run_get_node(ActiveLearningWorkChain, **inputs)
+    for change in ({"k": orm.Int(0)}, {"target_barrier_error": None}):
+        inputs = barrier_inputs(codes, registry_models, pseudo_family, check_first=orm.Bool(True), **change)
+        inputs = {key: value for key, value in inputs.items() if value is not None}
+        if "target_barrier_error" not in inputs:
+            inputs["rattle"], inputs["k"] = orm.Dict({"n": 2}), orm.Int(1)
+            inputs.pop("neb")
+        with pytest.raises(ValueError, match="check_first labels a barrier loop's saddle check before its k picks"):
+            run_get_node(ActiveLearningWorkChain, **inputs)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +141,61 @@ def test_converged_round_stops_without_another_finetune(barrier_loop):
     assert node.outputs.rounds[key].metrics.uuid == node.outputs.rounds[f"round_{last - 1:02d}"].metrics.uuid
     pw = [n for n in node.called_descendants if n.process_type == "aiida.calculations:quantumespresso.pw"]
     assert len(pw) == node.outputs.dataset.n_frames
+
+
+@pytest.fixture(scope="module")
+def check_first_loop(codes, registry_models, pseudo_family):
+    _, node = run_get_node(ActiveLearningWorkChain,
+                           **barrier_inputs(codes, registry_models, pseudo_family, check_first=orm.Bool(True)))
+    return node
+
+
+@pytest.mark.pwx
+@pytest.mark.mlip
+def test_check_first_labels_the_picks_only_when_the_check_fails(check_first_loop, barrier_loop):
+    """check_first: pw.x labels the saddle check alone; the committee and its pick follow only when it fails, so the
+    round that passes costs no pick. Round 1 checks base CHGNet on the same band as the loop without check_first."""
+    node = check_first_loop
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    summary = node.outputs.summary.get_dict()
+    rows = summary["rounds"][1:]
+    assert summary["stop_reason"] == "barrier" and summary["rounds"][-1]["barrier_check_error"] <= TARGET
+    n_labels = summary["n_labels"]
+    initial_dft = None
+    for row, before, after in zip(rows, n_labels, n_labels[1:]):
+        key = f"round_{row['round']:02d}"
+        outputs = node.outputs.rounds[key]
+        band = called(node, f"{key}__neb").outputs.band
+        saddle = saddle_image(band.frames.energies)
+        check = outputs.check_selected.get_list()
+        assert check == ([0, saddle] if row["round"] == 1 else [saddle])
+        assert called(node, f"{key}__check_label").outputs.dataset.n_frames == len(check)  # a pw.x batch of its own
+        check_labels = outputs.check_labels
+        dft = {info["pool_index"]: e for info, e in zip(check_labels.frame_info, check_labels.frames.energies)
+               if info.get("round") == row["round"]}
+        assert sorted(dft) == sorted(check)
+        initial_dft = dft.get(0, initial_dft)
+        assert row["barrier_check_error"] == pytest.approx(
+            abs(band.frames.energies[saddle] - band.frames.energies[0] - (dft[saddle] - initial_dft)), abs=1e-9)
+        passed = row["barrier_check_error"] <= TARGET
+        links = {link.link_label for link in node.base.links.get_outgoing().all()}
+        if passed:  # no committee, no pick, no fine-tune: the check's labels are the round's
+            assert row["strategy"] == "saddle" and outputs.selected.get_list() == check
+            assert not {f"{key}__committee_01", f"{key}__select", f"{key}__finetune"} & links
+            assert after - before == row["n_new"] == len(check)
+        else:  # the pick follows in a second pw.x batch, never a check frame
+            picks = outputs.selected.get_list()
+            assert len(picks) == 1 and not set(picks) & set(check)
+            assert row["strategy"] == ("saddle+random" if row["round"] == 1 else "saddle+committee")
+            assert {f"{key}__label", f"{key}__finetune"} <= links
+            assert after - before == row["n_new"] == len(check) + 1
+    assert rows[-1]["barrier_check_error"] <= TARGET and all(r["barrier_check_error"] > TARGET for r in rows[:-1])
+    # the same base model on the same band as the loop that labels check and pick together: the same first check
+    first = barrier_loop.outputs.summary.get_dict()["rounds"][1]
+    for name in ("mlip_barrier", "dft_saddle_barrier", "barrier_check_error"):
+        assert rows[0][name] == pytest.approx(first[name], abs=1e-6)
+    pw = [n for n in node.called_descendants if n.process_type == "aiida.calculations:quantumespresso.pw"]
+    assert len(pw) == node.outputs.dataset.n_frames == n_labels[-1]
 
 
 class _FakeLoop:
