@@ -120,10 +120,11 @@ def inject(profile: str, point: str, how: str, marks_file, workchains, used: set
         killed = pids
     else:
         killed = kill_workers(pids if how == "all" else [random.choice(pids)])
-        # a CalcJob a worker stored after the snapshot above and before it died is in transit at this fault too:
-        # read again right after the kill (before the respawned workers can have made any) and keep both
-        known = {row["uuid"] for row in fault["in_transit"]}
-        fault["in_transit"] += [row for row in jobs.in_transit() if row["uuid"] not in known]
+    # a CalcJob a worker stored after the snapshot above and before it died (or, in a restart, before its graceful
+    # stop took it down) is in transit at this fault too: read again right after the kill or the restart and keep
+    # both (after a restart the new workers may have stored a few more: counted in transit, never lost)
+    known = {row["uuid"] for row in fault["in_transit"]}
+    fault["in_transit"] += [row for row in jobs.in_transit() if row["uuid"] not in known]
     try:
         new = wait_for_workers(profile, WORKERS, exclude=tuple(killed), timeout=90)
     except TimeoutError:  # a restart that gave up on a loaded machine: start the daemon again
