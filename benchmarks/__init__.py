@@ -21,7 +21,8 @@ PREFERRED_ORDER = ("evaluate", "frames_io")
 
 _REQUIRED = ("NAME", "DESCRIPTION", "DEFAULT_FRAMES", "run", "render")
 #: modules here that are commands of their own, not benchmarks (`python benchmarks/physics_checks.py run`)
-_SCRIPTS = ("physics_checks", "loop_evidence", "finetune_study_docs", "barrier_loop", "loop_protocol", "campaign_docs")
+_SCRIPTS = ("physics_checks", "loop_evidence", "finetune_study_docs", "barrier_loop", "loop_protocol", "campaign_docs",
+            "performance_goals")
 
 
 def _discover() -> dict[str, str]:

@@ -356,3 +356,17 @@ def test_campaign_blocks_are_the_rendering_of_their_json():
         assert [row["force_mae"] for row in rows] == sorted(m["force_mae"] for m in entry["metrics"].values())
         assert {row["metrics_uuid"] for row in rows} == {m["uuid"] for m in entry["metrics"].values()}
         assert set(entry["stability"]) <= set(entry["models"])
+
+
+def test_performance_goals_block_is_the_rendering_of_the_committed_results():
+    """docs/benchmark.md's goals at a glance: every row from its benchmark's JSON; a goal met exactly when its number
+    says so (recomputed here from the label-throughput JSON)."""
+    from benchmarks import label_throughput, performance_goals
+
+    assert read_block(performance_goals.DOCS.read_text(), performance_goals.BLOCK) == performance_goals.render(), (
+        "docs/benchmark.md differs from docs/results: run `.venv/bin/python -m benchmarks.performance_goals table`")
+    record = json.loads((REPO_ROOT / "docs" / "results" / "label-throughput.json").read_text())
+    rows = {row[1]: row for row in performance_goals.label_rows()}
+    for name, result in record["results"].items():
+        row = rows[f"{name} ({result['n_frames']} frames)"]
+        assert (row[3] == "met") == (result["ratio_vs_best_plain"] >= label_throughput.GOAL)
