@@ -154,7 +154,8 @@ def check_first_loop(codes, registry_models, pseudo_family):
 @pytest.mark.mlip
 def test_check_first_labels_the_picks_only_when_the_check_fails(check_first_loop, barrier_loop):
     """check_first: pw.x labels the saddle check alone; the committee and its pick follow only when it fails, so the
-    round that passes costs no pick. Round 1 checks base CHGNet on the same band as the loop without check_first."""
+    round that passes costs no pick. Round 1 checks base CHGNet on the same band as the loop without check_first,
+    and its committee is trained on the check's two labels (without check_first round 1 picks at random)."""
     node = check_first_loop
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     summary = node.outputs.summary.get_dict()
@@ -183,11 +184,11 @@ def test_check_first_labels_the_picks_only_when_the_check_fails(check_first_loop
             assert row["strategy"] == "saddle" and outputs.selected.get_list() == check
             assert not {f"{key}__committee_01", f"{key}__select", f"{key}__finetune"} & links
             assert after - before == row["n_new"] == len(check)
-        else:  # the pick follows in a second pw.x batch, never a check frame
-            picks = outputs.selected.get_list()
+        else:  # the committee (trained on the labels so far, the check's included: round 1 too) and its pick
+            picks = outputs.selected.get_list()  # follow in a second pw.x batch, never a check frame
             assert len(picks) == 1 and not set(picks) & set(check)
-            assert row["strategy"] == ("saddle+random" if row["round"] == 1 else "saddle+committee")
-            assert {f"{key}__label", f"{key}__finetune"} <= links
+            assert row["strategy"] == "saddle+committee"
+            assert {f"{key}__committee_01", f"{key}__label", f"{key}__finetune"} <= links
             assert after - before == row["n_new"] == len(check) + 1
     assert rows[-1]["barrier_check_error"] <= TARGET and all(r["barrier_check_error"] > TARGET for r in rows[:-1])
     # the same base model on the same band as the loop that labels check and pick together: the same first check
