@@ -184,7 +184,8 @@ def render_reaction(name: str, entry: dict) -> list[str]:
     added = entry.get("added", [])
     n_first = len(entry["loops"]) - sum(run["n_loops"] for run in added)
     lines += [provenance_sentence(entry, "docs/results/barrier-loops.json", f"the {n_first} loops")]
-    lines += [f"The `{run['kind']}` loops: " + provenance_sentence(run, "the same JSON", f"its {run['n_loops']} loops")
+    lines += [f"Added later, the `{run['kind']}` loops. " + provenance_sentence(run, "the same JSON",
+                                                                              f"its {run['n_loops']} loops")
               for run in added]
     return lines + [""]
 

@@ -175,8 +175,10 @@ def test_barrier_loop_record_is_consistent(reaction):
             expected[-1] -= per_round  # the check passed alone: its round labelled no pick
         assert [c["n_labels"] for c in checks] == expected
         assert loop["final_error_vs_dft"] == pytest.approx(loop["final_mlip_barrier"] - entry["dft"]["barrier"])
-    # round 1 of every loop is base CHGNet's band: the same first check
-    assert len({round(loop["checks"][0]["mlip_barrier"], 6) for loop in loops}) == 1
+    # round 1 of every loop is base CHGNet's band: the same first check (to 10 µeV: loops run in another session
+    # converge the same NEB to within a few µeV)
+    first = [loop["checks"][0]["mlip_barrier"] for loop in loops]
+    assert max(first) - min(first) < 1e-5
     for name, comparison in entry["comparisons"].items():
         a, b = name.split(" vs ")
         again = paired_comparison([by[a][s]["labels_to_converge"] for s in seeds],
