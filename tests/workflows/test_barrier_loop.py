@@ -152,6 +152,7 @@ def check_first_loop(codes, registry_models, pseudo_family):
 
 @pytest.mark.pwx
 @pytest.mark.mlip
+@pytest.mark.slow  # a second barrier loop (~2.5 min): the default run stays under 30 minutes
 def test_check_first_labels_the_picks_only_when_the_check_fails(check_first_loop, barrier_loop):
     """check_first: pw.x labels the saddle check alone; the committee and its pick follow only when it fails, so the
     round that passes costs no pick. Round 1 checks base CHGNet on the same band as the loop without check_first,
