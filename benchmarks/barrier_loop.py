@@ -1,12 +1,12 @@
 """The barrier loops of docs/active-learning.md ("The barrier loop"): docs/results/barrier-loops.json and its block.
 
-    .venv/bin/python -m benchmarks.barrier_loop run [--reaction NAME]   # the loops of a reaction (H + H2: ~40 min)
+    .venv/bin/python -m benchmarks.barrier_loop run [--reaction NAME]   # the loops of a reaction (H + H2: ~90 min)
     .venv/bin/python -m benchmarks.barrier_loop run --kind check-first  # add one loop file's loops to the entry
     .venv/bin/python -m benchmarks.barrier_loop table                   # regenerates the block of docs/active-learning.md
     .venv/bin/python -m benchmarks.barrier_loop archive                 # an AiiDA archive of every loop (results/)
     .venv/bin/python -m benchmarks.barrier_loop refresh                 # the JSON's numbers again from its nodes
 
-For each reaction of ``REACTIONS`` (default: all), ``run`` calls ``reactmlip loop run`` on its two loop files
+For each reaction of ``REACTIONS`` (default: all), ``run`` calls ``reactmlip loop run`` on its three loop files
 (``loop-<r>-barrier.yaml``: the saddle check + one committee pick per round, and its random baseline;
 ``loop-<r>-saddle.yaml``: the saddle check alone; ``loop-<r>-check-first.yaml``: the check labelled first, the pick
 only when it fails, and its random baseline) over the reaction's seeds, caching off; reads every loop back
@@ -206,7 +206,7 @@ def run_reaction(reaction: str, profile: str | None, kind: str | None = None, en
     """Run a reaction's loop files (``kind``: that one only, its loops added to ``entry``) and return its entry."""
     import yaml
 
-    files = loop_files(reaction, (kind,) if kind else KINDS[:2])
+    files = loop_files(reaction, (kind,) if kind else KINDS)
     spec = yaml.safe_load(files[0].read_text())
     seeds = REACTIONS[reaction]["seeds"]
     start = time.perf_counter()

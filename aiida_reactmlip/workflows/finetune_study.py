@@ -295,13 +295,13 @@ class FinetuneStudyWorkChain(WorkChain):
         """Queue every (model, budget > 0) fine-tune and the zero-shot evaluations (budget 0)."""
         self.ctx.queue = []
         for key in sorted(self.inputs.base_models):
-            self.ctx.queue.append([EVALUATE, key, 0, ""])
+            self.ctx.queue.append([EVALUATE, key, 0])
             for budget in self._positive_budgets():
-                self.ctx.queue.append([FINETUNE, key, budget, ""])
+                self.ctx.queue.append([FINETUNE, key, budget])
 
     def queue_finetuned_evaluations(self):
         """Queue the evaluation of every fine-tuned model on the test split and the general set."""
-        self.ctx.queue = [[EVALUATE, key, budget, ""] for key in sorted(self.inputs.base_models)
+        self.ctx.queue = [[EVALUATE, key, budget] for key in sorted(self.inputs.base_models)
                           for budget in self._positive_budgets()]
 
     def has_queued(self):
@@ -311,7 +311,7 @@ class FinetuneStudyWorkChain(WorkChain):
         """Submit the next jobs of the queue (all, or ``max_concurrent_jobs``); the next step waits for them."""
         limit = int(self.inputs.max_concurrent_jobs.value) or len(self.ctx.queue)
         batch, self.ctx.queue = self.ctx.queue[:limit], self.ctx.queue[limit:]
-        for kind, key, budget, _ in batch:
+        for kind, key, budget in batch:
             if kind == FINETUNE:
                 name = self._name(kind, key, budget)
                 node = self.submit(FinetuneBaseWorkChain, **self._finetune_inputs(key, budget))
