@@ -11,8 +11,9 @@ docs/results/loop-protocol.json and its block.
 For each reaction of ``REACTIONS``, ``run`` calls ``reactmlip loop run workchains/loop-<r>-protocol.yaml`` (caching
 off) on the >= 200-frame pw.x pool of that reaction (``fixtures/make_dft_pools.py --only h3-pool|nh3-pool``):
 committee (4 CHGNet fine-tunes) against random and fps, paired by run (same group split, selection seed and
-fine-tune seed), scored on each split's test set. ``--splits`` / ``--runs`` run a prefix of the file's plan (3 x
-10): the entry and the block then say PARTIAL and how much of the protocol ran. The verdicts are
+fine-tune seed), scored on each split's test set. The files' plan: 10 runs spread over 3 group splits (``layout:
+spread``, run r on split r mod 3), 30 loops per reaction. ``--splits`` / ``--runs`` run a prefix of it: the entry
+and the block then say PARTIAL and how much of the protocol ran. The verdicts are
 :func:`aiida_reactmlip.metrics.statistics.compare_strategies` (Wilcoxon signed-rank, bootstrap 95 % CI of the paired
 difference) of labels to the target and mean test force MAE over the budget, and
 :func:`~aiida_reactmlip.metrics.statistics.compare_mean_errors` of the reactive errors the test set allows.
@@ -113,9 +114,16 @@ def render_reaction(name: str, entry: dict) -> list[str]:
     header = ["split", "run", "strategy", "pk", f"test force MAE (eV/Å) at {labels} labels",
               f"labels to {target:g} eV/Å"]
     partial = entry.get("partial")
-    scope = (f"PARTIAL: {partial['splits'][0]} of {partial['splits'][1]} group splits x {partial['runs'][0]} of "
-             f"{partial['runs'][1]} runs; these verdicts are not the protocol's" if partial else
-             "the whole protocol")
+    spread = entry["evidence"].get("layout") == "spread"
+    scope = ("the whole protocol" if not partial else
+             f"PARTIAL: {partial['runs'][0]} of {partial['runs'][1]} runs over {partial['splits'][0]} group splits; "
+             "these verdicts are not the protocol's" if spread else
+             f"PARTIAL: {partial['splits'][0]} of {partial['splits'][1]} group splits x {partial['runs'][0]} of "
+             f"{partial['runs'][1]} runs; these verdicts are not the protocol's")
+    if spread:
+        n_splits = entry["evidence"]["splits"]
+        scope += (f"; {entry['evidence']['runs']} runs spread over {n_splits} group splits, run r on split r mod "
+                  f"{n_splits}")
     lines = [f"**{entry['title']}** (`{entry['pool_fixture']}`: {entry['pool_frames']} pw.x frames, "
              f"{entry['candidates']} candidates per split; {entry['model']}, k = {entry['k']}, committee of "
              f"{entry['committee_size']}, {entry['max_dft_labels']} labels; {scope})", "",
@@ -234,6 +242,14 @@ def finished_runs(spec: dict, profile: str | None) -> list:
     return [latest[(*run, strategy)] for run in whole for strategy in strategies]
 
 
+def prefix_counts(spec: dict, runs: list[tuple[int, int]]) -> tuple[int, int]:
+    """The ``--splits`` / ``--runs`` whose plan prefix would be the finished (split, run) pairs ``runs``."""
+    n_splits = len({split for split, _ in runs})
+    if spec["evidence"].get("layout") == "spread":
+        return n_splits, len(runs)
+    return n_splits, min(sum(1 for s, _ in runs if s == split) for split in range(n_splits))
+
+
 def collect(reaction: str, profile: str | None, command: str, wall_seconds: float | None = None,
             made_by: str | None = None) -> dict:
     """A reaction's JSON entry from the loops of its protocol file finished in ``profile``; PARTIAL unless
@@ -247,11 +263,10 @@ def collect(reaction: str, profile: str | None, command: str, wall_seconds: floa
     if not nodes:
         raise SystemExit(f"no finished run of {path.name} in the profile: run `reactmlip loop run {path}` first")
     runs = sorted({(n.base.extras.get("evidence_split"), n.base.extras.get("evidence_run")) for n in nodes})
-    n_splits = len({split for split, _ in runs})
-    n_runs = min(sum(1 for s, _ in runs if s == split) for split in range(n_splits))
-    plan = _plan(spec, n_splits, n_runs)
+    plan = _plan(spec, *prefix_counts(spec, runs))
     if sorted((run["split"], run["run"]) for run in plan["runs"]) != runs:
-        raise SystemExit(f"the finished runs {runs} are not the first runs of the first splits of the plan")
+        raise SystemExit(f"the finished runs {runs} are not a prefix of the plan (the first runs of the first splits;"
+                         " spread: the first runs)")
     seconds = sum(sum(row.get("seconds", 0.0) for row in n.outputs.summary["rounds"]) for n in nodes)
     return {"provenance": provenance(command), "loops_made_by": made_by or command,
             "loop_file": str(path.relative_to(REPO_ROOT)),
@@ -299,7 +314,8 @@ def refresh(profile: str | None) -> None:
 def _run_arguments(parser) -> None:
     parser.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
     parser.add_argument("--splits", type=int, default=None, help="the first N group splits only (a partial run)")
-    parser.add_argument("--runs", type=int, default=None, help="the first N runs of each split only (a partial run)")
+    parser.add_argument("--runs", type=int, default=None, help="the first N runs only (of each split for a crossed layout; a partial "
+                        "run)")
 
 
 def _run(profile: str | None, args) -> None:

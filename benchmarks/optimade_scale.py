@@ -365,7 +365,8 @@ def _fmt(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _query(server: dict, text: str, limit: int = 20) -> dict:
+def query_stats(server: dict, text: str, limit: int = 20) -> dict:
+    """One server's recorded statistics (p50_ms, ...) of filter ``text`` at ``page_limit=limit``; {} if not run."""
     return server["queries"].get(f"{text} | page_limit={limit}", {})
 
 
@@ -411,13 +412,13 @@ def render_markdown(result: dict) -> str:
     for key, label in (("postgresql", "PostgreSQL"), ("sqlite", "SQLite")):
         for step in (result.get(key) or {}).get("steps", []):
             server = step["server"]
-            has100, energy100 = _query(server, HAS_CU, 100), _query(server, ENERGY_NSITES, 100)
+            has100, energy100 = query_stats(server, HAS_CU, 100), query_stats(server, ENERGY_NSITES, 100)
             fresh = next((v for k, v in server["queries"].items() if "new bound" in k), {})
             plain = server.get("plain_sql", {})
             rows.append([
                 label, f"{step['frames']:,}",
                 f"{_fmt(server['first_request_ms'])} ({_fmt(server.get('first_request_cpu_ms'))})",
-                _cell(_query(server, HAS_CU)), _cell(_query(server, ENERGY_NSITES)), _cell(fresh),
+                _cell(query_stats(server, HAS_CU)), _cell(query_stats(server, ENERGY_NSITES)), _cell(fresh),
                 f"{_fmt(has100.get('p50_ms'))} / {_fmt(energy100.get('p50_ms'))}",
                 f"{_fmt(plain.get(HAS_CU, {}).get('p50_ms'), 1)} / {_fmt(plain.get(ENERGY_NSITES, {}).get('p50_ms'), 1)}",
                 _fmt(server.get("info_endpoint", {}).get("p50_ms"), 1), _fmt(server["rss_mib"]),
@@ -454,7 +455,7 @@ def goal_lines(result: dict) -> list[str]:
                f"{verdict(server['first_request_ms'], GOALS['first_request_ms'])}); starting the app took "
                f"{server['app_start_s']:.1f} s (imports, index check, one warm-up query).")
     for text in (HAS_CU, ENERGY_NSITES):
-        q = _query(server, text)
+        q = query_stats(server, text)
         out.append(f"- `{text}`: p50 {_fmt(q['p50_ms'])} ms ({verdict(q['p50_ms'], GOALS['p50_ms'])}), "
                    f"p95 {_fmt(q['p95_ms'])} ms ({verdict(q['p95_ms'], GOALS['p95_ms'])}); "
                    f"{_fmt(q.get('cpu_p50_ms'))} ms of CPU per request (p50); {q['data_returned']:,} matches.")
@@ -469,7 +470,7 @@ def goal_lines(result: dict) -> list[str]:
                    f"{_fmt(hundred.get('index_mib'), 1)} MiB of it) and the repository {_fmt(hundred['repository_mib'])} MiB.")
     stock = result.get("stock_mongomock")
     if stock:
-        ratio = stock["queries"][HAS_CU]["p50_ms"] / _query(server, HAS_CU)["p50_ms"]
+        ratio = stock["queries"][HAS_CU]["p50_ms"] / query_stats(server, HAS_CU)["p50_ms"]
         out.append(f"- the stock optimade server (mongomock) answers `{HAS_CU}` over {stock['frames']:,} frames in "
                    f"{_fmt(stock['queries'][HAS_CU]['p50_ms'])} ms (p50), {ratio:.0f}x this server's p50 over "
                    f"{big['frames']:,}; mongomock scans and copies every document in Python, so 1,000,000 frames are "

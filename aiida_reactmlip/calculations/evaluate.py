@@ -54,6 +54,8 @@ class EvaluateManyCalculation(RunnerCalculation):
     """
 
     TASK = contract.EVALUATE_MANY
+    #: The model's key in ``models`` and ``predictions`` when a job evaluates one model on several datasets.
+    ONE_MODEL_KEY = "model"
 
     @classmethod
     def define(cls, spec):

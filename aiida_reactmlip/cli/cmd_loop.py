@@ -70,7 +70,8 @@ def run_loop_with_progress(builder, echo, prefix: str = "", interval: float = 1.
               help="Evidence files only: run the first N group splits of the protocol (a partial run, said so in "
               "every verdict; a later full run reuses its loops from the cache).")
 @click.option("--runs", "n_runs", type=int, default=None,
-              help="Evidence files only: run the first N runs of each split (see --splits).")
+              help="Evidence files only: run the first N runs of each split (see --splits); with the file's "
+                   "'layout: spread', the first N runs in all.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="AiiDA caching of MD, fine-tunes, evaluations and pw.x: a rerun of a crashed or stopped loop "
               "reuses every finished job instead of running it again.")
@@ -264,11 +265,15 @@ def evidence_verdict_lines(summaries: dict[str, list[dict]], spec: dict, censor_
     curves = {name: [(s["n_labels"], s[key]) for s in group] for name, group in summaries.items()}
     comparisons = compare_strategies(curves, spec["strategy"], float(target["threshold"]), censor_at=censor_at,
                                      unit=TARGET_METRICS[target["metric"]])
-    partial = (spec.get("plan") or {}).get("partial")
+    from aiida_reactmlip.specs.evidence import runs_phrase
+
+    plan = spec.get("plan") or {}
+    partial = plan.get("partial")
     lines = [""]
     if partial:
         lines.append(f"PARTIAL protocol: {partial['splits'][0]} of {partial['splits'][1]} splits, {partial['runs'][0]} "
-                     f"of {partial['runs'][1]} runs each; the verdicts below are those of these runs only")
+                     f"of {partial['runs'][1]} runs {runs_phrase(plan)}; the verdicts below are those of these runs "
+                     "only")
     lines += [(f"evidence, test set, target {target['metric']} <= {target['threshold']:g} "
               f"{TARGET_METRICS[target['metric']]} (runs never reaching it counted at {censored_at}, {censor_at}):")]
     for other, result in comparisons.items():

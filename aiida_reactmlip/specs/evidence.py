@@ -7,6 +7,8 @@ A loop file with an ``evidence`` section::
       target: {metric: force_mae, threshold: 0.10}   # on the test set; force_mae in eV/Å, energy_mae in eV/atom
       runs: 10                  # per split, each with its own selection seed and its own fine-tune seed
       splits: 3                 # group splits of the pool: candidates / validation (stops a loop) / test (scores it)
+      layout: crossed           # crossed: `runs` runs on every split (splits x runs); spread: `runs` runs in all,
+                                # run r on split r mod `splits` (>= 10 seeds over >= 3 splits at a third the cost)
       validation_fraction: 0.2  # of the pool's frames, dealt in whole groups
       test_fraction: 0.2
       group_by: group           # frame info key naming the parent geometry (its rattles, its MD frames stay on
@@ -15,7 +17,7 @@ A loop file with an ``evidence`` section::
       seed: 0                   # draws every split, selection and fine-tune seed
 
 The protocol asks for (:func:`check_evidence` refuses less, naming every shortfall at once):
->= :data:`MIN_RUNS` runs per split, >= :data:`MIN_SPLITS` splits, ``k`` of 1 or 2, a committee of
+>= :data:`MIN_RUNS` runs (per split, or in all for ``layout: spread``), >= :data:`MIN_SPLITS` splits, ``k`` of 1 or 2, a committee of
 >= :data:`MIN_COMMITTEE` for a committee strategy, the baselines ``random`` and ``fps``, and a test set apart from
 the validation set. Selection and fine-tune seeds come from two independent streams of one
 :class:`numpy.random.SeedSequence`, so that the spread due to the selection and that due to training are
@@ -29,18 +31,21 @@ import numpy as np
 from aiida_reactmlip.selection import COMMITTEE_STRATEGIES
 
 #: Keys of the ``evidence`` section.
-EVIDENCE_KEYS = {"target", "runs", "splits", "validation_fraction", "test_fraction", "group_by", "baselines",
-                 "seed"}
+EVIDENCE_KEYS = {"target", "runs", "splits", "layout", "validation_fraction", "test_fraction", "group_by",
+                 "baselines", "seed"}
 #: The least the protocol accepts.
 MIN_RUNS = 10
 MIN_SPLITS = 3
 MIN_COMMITTEE = 4
 ALLOWED_K = (1, 2)
 REQUIRED_BASELINES = ("random", "fps")
+#: How runs meet splits: ``crossed`` (every split gets ``runs`` runs) or ``spread`` (``runs`` runs in all, run r
+#: on split r mod ``splits``).
+LAYOUTS = ("crossed", "spread")
 #: Target metrics and their units.
 TARGET_METRICS = {"force_mae": "eV/Å", "energy_mae": "eV/atom"}
 #: Defaults of the optional keys.
-DEFAULTS = {"validation_fraction": 0.2, "test_fraction": 0.2, "group_by": "auto", "seed": 0}
+DEFAULTS = {"layout": "crossed", "validation_fraction": 0.2, "test_fraction": 0.2, "group_by": "auto", "seed": 0}
 
 
 def _is_int(value) -> bool:
@@ -69,6 +74,12 @@ def check_evidence(spec: dict, path="loop file") -> dict:
         value = evidence.get(key)
         if not _is_int(value) or value < least:
             problems.append(f"{key} must be an integer >= {least}, got {value!r}")
+    if evidence["layout"] not in LAYOUTS:
+        problems.append(f"layout must be one of {', '.join(LAYOUTS)}, got {evidence['layout']!r}")
+    elif evidence["layout"] == "spread" and _is_int(evidence.get("runs")) and _is_int(evidence.get("splits")) \
+            and evidence["runs"] < evidence["splits"]:
+        problems.append(f"layout spread deals the runs over the splits: runs ({evidence['runs']}) must be >= splits "
+                        f"({evidence['splits']}) so that every split is scored")
     fractions = [evidence[key] for key in ("validation_fraction", "test_fraction")]
     if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in fractions) \
             or sum(fractions) >= 1:
@@ -104,22 +115,38 @@ def check_evidence(spec: dict, path="loop file") -> dict:
 
 def evidence_plan(evidence: dict, strategy: str) -> dict:
     """The splits and runs of a checked ``evidence`` section: ``splits`` (index, seed of the group split),
-    ``runs`` (split, run, selection_seed, finetune_seed, strategies: the file's strategy then the baselines).
+    ``runs`` (split, run, selection_seed, finetune_seed, strategies: the file's strategy then the baselines) and
+    ``layout``. Crossed: ``runs`` runs (index 0 ...) on every split; spread: ``runs`` runs in all, run r on split
+    r mod ``splits``.
 
     Seeds are integers in [0, 2**31) drawn from three independent streams of ``SeedSequence(evidence['seed'])``:
     split seeds, selection seeds and fine-tune seeds; the same file always gives the same plan."""
     split_stream, selection_stream, finetune_stream = np.random.SeedSequence(int(evidence["seed"])).spawn(3)
     n_splits, n_runs = int(evidence["splits"]), int(evidence["runs"])
+    layout = evidence.get("layout", "crossed")
+    cells = ([(i, j) for i in range(n_splits) for j in range(n_runs)] if layout == "crossed"
+             else [(r % n_splits, r) for r in range(n_runs)])
     split_seeds = np.random.default_rng(split_stream).integers(0, 2**31, size=n_splits)
-    selection = np.random.default_rng(selection_stream).integers(0, 2**31, size=(n_splits, n_runs))
-    finetune = np.random.default_rng(finetune_stream).integers(0, 2**31, size=(n_splits, n_runs))
+    selection = np.random.default_rng(selection_stream).integers(0, 2**31, size=len(cells))
+    finetune = np.random.default_rng(finetune_stream).integers(0, 2**31, size=len(cells))
     strategies = [strategy, *[b for b in evidence["baselines"] if b != strategy]]
     return {
+        "layout": layout,
         "splits": [{"index": i, "seed": int(seed)} for i, seed in enumerate(split_seeds)],
-        "runs": [{"split": i, "run": j, "selection_seed": int(selection[i, j]), "finetune_seed": int(finetune[i, j]),
+        "runs": [{"split": i, "run": j, "selection_seed": int(selection[n]), "finetune_seed": int(finetune[n]),
                   "strategies": strategies}
-                 for i in range(n_splits) for j in range(n_runs)],
+                 for n, (i, j) in enumerate(cells)],
     }
+
+
+def planned_runs(plan: dict) -> int:
+    """Runs per split (crossed) or in all (spread) of a plan from :func:`evidence_plan`."""
+    return max((run["run"] for run in plan["runs"]), default=-1) + 1
+
+
+def runs_phrase(plan: dict) -> str:
+    """How the run count of a plan reads: per split ("each") or in all."""
+    return "in all" if plan.get("layout") == "spread" else "each"
 
 
 def split_parameters(evidence: dict, split_seed: int) -> dict:
@@ -138,8 +165,12 @@ def describe_plan(plan: dict, evidence: dict) -> str:
     prefix = "evidence protocol"
     if partial:
         prefix = (f"PARTIAL evidence protocol (the first {partial['splits'][0]} of {partial['splits'][1]} splits, "
-                  f"{partial['runs'][0]} of {partial['runs'][1]} runs each: not the protocol's verdict)")
-    return (f"{prefix}: {len(plan['splits'])} group splits x {n_runs // max(1, len(plan['splits']))} runs, "
+                  f"{partial['runs'][0]} of {partial['runs'][1]} runs {runs_phrase(plan)}: not the protocol's "
+                  "verdict)")
+    n_splits = len(plan["splits"])
+    shape = (f"{n_runs} runs spread over {n_splits} group splits (run r on split r mod {n_splits})"
+             if plan.get("layout") == "spread" else f"{n_splits} group splits x {n_runs // max(1, n_splits)} runs")
+    return (f"{prefix}: {shape}, "
             f"each run with its own selection and fine-tune seed, strategies {' vs '.join(strategies)}: "
             f"{n_runs * len(strategies)} loops; target {target['metric']} <= {target['threshold']:g} "
             f"{TARGET_METRICS[target['metric']]} on the test set (validation {evidence['validation_fraction']:g}, "
@@ -147,12 +178,12 @@ def describe_plan(plan: dict, evidence: dict) -> str:
 
 
 def partial_plan(plan: dict, splits: int | None = None, runs: int | None = None) -> dict:
-    """The first ``splits`` splits and, of each, the first ``runs`` runs of ``plan`` (:func:`evidence_plan`):
-    a prefix of the protocol, so a later full run reuses these loops from the cache. The plan comes back with
-    ``partial``: None when nothing was left out, else ``{"splits": [done, planned], "runs": [done, planned]}``
-    (runs per split). ValueError for a count below 1 or above the plan's."""
+    """The first ``splits`` splits and the first ``runs`` runs (of each split when crossed, in all when spread) of
+    ``plan`` (:func:`evidence_plan`): a prefix of the protocol, so a later full run reuses these loops from the
+    cache. The plan comes back with ``partial``: None when nothing was left out, else
+    ``{"splits": [done, planned], "runs": [done, planned]}``. ValueError for a count below 1 or above the plan's."""
     n_splits = len(plan["splits"])
-    n_runs = len(plan["runs"]) // max(1, n_splits)
+    n_runs = planned_runs(plan)
     problems = [f"{name} must be between 1 and {planned} (the file's protocol), got {value!r}"
                 for name, value, planned in (("splits", splits, n_splits), ("runs", runs, n_runs))
                 if value is not None and not (_is_int(value) and 1 <= value <= planned)]
@@ -163,6 +194,6 @@ def partial_plan(plan: dict, splits: int | None = None, runs: int | None = None)
     partial = None
     if (keep_splits, keep_runs) != (n_splits, n_runs):
         partial = {"splits": [keep_splits, n_splits], "runs": [keep_runs, n_runs]}
-    return {"splits": plan["splits"][:keep_splits],
+    return {"layout": plan.get("layout", "crossed"), "splits": plan["splits"][:keep_splits],
             "runs": [run for run in plan["runs"] if run["split"] < keep_splits and run["run"] < keep_runs],
             "partial": partial}

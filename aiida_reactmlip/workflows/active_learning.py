@@ -61,6 +61,8 @@ from aiida_reactmlip.workflows.restart import FinetuneBaseWorkChain, failure_rea
 
 #: Name of the extra on the WorkChain node that holds the per-round progress rows.
 PROGRESS_EXTRA = "loop_progress"
+#: The round's model in its validation/test evaluation (one model, two datasets).
+ONE_MODEL = EvaluateManyCalculation.ONE_MODEL_KEY
 #: Exploration jobs: input name -> (their output that joins the pool, key of that part of the pool, what).
 EXPLORATION_OUTPUTS = {"md": ("trajectory", "a_md", "MD"), "neb": ("band", "b_neb", "NEB")}
 #: Exit codes of the loop: (status, label, message); ``round`` is the round that failed.
@@ -473,13 +475,14 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
 
     def run_validation(self):
         datasets = {name: self.inputs[name] for name in ("validation", "test") if name in self.inputs}
-        return ToContext(validation=self._submit_evaluate({"model": self.ctx.model}, datasets, self._label("evaluate")))
+        return ToContext(validation=self._submit_evaluate({ONE_MODEL: self.ctx.model}, datasets,
+                                                          self._label("evaluate")))
 
     def _test_metrics(self):
         """Metrics of this round's model on the test set (an output of the round), or None without a test set."""
         if "test" not in self.inputs:
             return None
-        metrics = compute_metrics(self.inputs.test, self.ctx.validation.outputs.predictions.model.test,
+        metrics = compute_metrics(self.inputs.test, self.ctx.validation.outputs.predictions[ONE_MODEL].test,
                                   self.inputs.metrics_settings, self.ctx.model,
                                   metadata={"call_link_label": self._label("test_metrics")})
         self._out_round("test_metrics", metrics)
@@ -490,7 +493,7 @@ class ActiveLearningWorkChain(BarrierCheckSteps, WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_EVALUATION_FAILED.format(
                 round=self.ctx.round, message=f"evaluate <{node.pk}> [{node.exit_status}] {node.exit_message}")
-        metrics = compute_metrics(self.inputs.validation, node.outputs.predictions.model.validation,
+        metrics = compute_metrics(self.inputs.validation, node.outputs.predictions[ONE_MODEL].validation,
                                   self.inputs.metrics_settings, self.ctx.model,
                                   metadata={"call_link_label": self._label("metrics")})
         self._out_round("metrics", metrics)

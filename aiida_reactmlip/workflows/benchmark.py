@@ -343,9 +343,6 @@ class BenchmarkWorkChain(WorkChain):
             self.report(f"physics-aware checks of {model.model_name}: <{node.pk}>")
         return node
 
-    #: The model's key in the namespaces of a ``reactmlip.evaluate_many`` job (one model per job).
-    MANY_MODEL_KEY = "model"
-
     def _submit_evaluation(self, key: str, model):
         """The model on the dataset: one ``reactmlip.evaluate``; with a DFT NEB band, one ``reactmlip.evaluate_many``
         of the dataset and the band (the model loaded once, one runner start)."""
@@ -358,7 +355,7 @@ class BenchmarkWorkChain(WorkChain):
             what = f"{dataset.base.attributes.get('n_frames')} frames"
         else:
             band = self.ctx.neb_datasets["band"]
-            node = self.submit(EvaluateManyCalculation, models={self.MANY_MODEL_KEY: model},
+            node = self.submit(EvaluateManyCalculation, models={EvaluateManyCalculation.ONE_MODEL_KEY: model},
                                datasets={"dataset": dataset, "dft_band": band}, **inputs)
             what = (f"{dataset.base.attributes.get('n_frames')} frames and the {band.base.attributes.get('n_frames')} "
                     "images of the DFT NEB band")
@@ -369,7 +366,7 @@ class BenchmarkWorkChain(WorkChain):
         """Model ``key``'s predictions on the dataset (``frames="dataset"``) or on the DFT NEB band (``"dft_band"``)."""
         node = self.ctx[f"job_evaluate_{key}"]
         if node.process_class is EvaluateManyCalculation:
-            return node.outputs.predictions[self.MANY_MODEL_KEY][frames]
+            return node.outputs.predictions[EvaluateManyCalculation.ONE_MODEL_KEY][frames]
         if frames != "dataset":
             raise KeyError(f"{node.process_label}<{node.pk}> evaluated the dataset only, not {frames!r}")
         return node.outputs.predictions

@@ -342,9 +342,6 @@ class FinetuneStudyWorkChain(WorkChain):
             inputs["metadata"]["options"] = self.inputs.finetune_options.get_dict()
         return {"finetune": inputs, "metadata": {"call_link_label": self._name(FINETUNE, key, budget), "label": label}}
 
-    #: The model's key in the namespaces of a ``reactmlip.evaluate_many`` job (one model per job).
-    MANY_MODEL_KEY = "model"
-
     def _evaluation_job(self, key: str, budget: int) -> str:
         """The context name (and call link label) of the job that evaluates model ``key`` at ``budget``."""
         return self._name(EVALUATE, key, budget, "test" if self._sets() == ["test"] else "")
@@ -358,14 +355,14 @@ class FinetuneStudyWorkChain(WorkChain):
         model = self._model(key, budget)
         if self._sets() == ["test"]:
             return self.submit(EvaluateCalculation, model=model, dataset=self.ctx.test, **inputs)
-        return self.submit(EvaluateManyCalculation, models={self.MANY_MODEL_KEY: model},
+        return self.submit(EvaluateManyCalculation, models={EvaluateManyCalculation.ONE_MODEL_KEY: model},
                            datasets={"test": self.ctx.test, "general": self.inputs.general_set}, **inputs)
 
     def _predictions(self, key: str, budget: int, subset: str) -> orm.ArrayData:
         """Model ``key`` at ``budget`` on ``subset`` (``test`` or ``general``)."""
         node = self.ctx[self._evaluation_job(key, budget)]
         if node.process_class is EvaluateManyCalculation:
-            return node.outputs.predictions[self.MANY_MODEL_KEY][subset]
+            return node.outputs.predictions[EvaluateManyCalculation.ONE_MODEL_KEY][subset]
         return node.outputs.predictions
 
     def _failures(self, names: list[str]) -> str:

@@ -4,6 +4,7 @@ and runs with independent selection and fine-tune seeds; the loop's test set and
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import numpy as np
@@ -202,14 +203,64 @@ def test_loop_reports_the_test_set_and_seeds_its_finetunes_apart(codes, registry
     assert select and all(p.inputs.parameters["seed"] == 3 + 1 for p in select)
 
 
-def test_the_shipped_protocol_file_meets_the_protocol():
+@pytest.mark.parametrize("name, layout, n_runs", [("loop-ch4-protocol", "crossed", 30),
+                                                   ("loop-h3-protocol", "spread", 10),
+                                                   ("loop-nh3-protocol", "spread", 10)])
+def test_the_shipped_protocol_files_meet_the_protocol(name, layout, n_runs):
     import pathlib
 
-    path = pathlib.Path(__file__).parents[2] / "workchains" / "loop-ch4-protocol.yaml"
+    path = pathlib.Path(__file__).parents[2] / "workchains" / f"{name}.yaml"
     spec = load_loop_spec(path)
     plan = evidence_plan(spec["evidence"], spec["strategy"])
-    assert (len(plan["splits"]), len(plan["runs"]), plan["runs"][0]["strategies"]) == \
-        (3, 30, ["committee", "random", "fps"])
+    assert (plan["layout"], len(plan["splits"]), len(plan["runs"]), plan["runs"][0]["strategies"]) == \
+        (layout, 3, n_runs, ["committee", "random", "fps"])
+    assert {run["split"] for run in plan["runs"]} == {0, 1, 2}
+
+
+def test_a_spread_layout_deals_ten_runs_over_three_splits(tmp_path):
+    from click.testing import CliRunner
+
+    from aiida_reactmlip.cli import cmd_root
+    from benchmarks.loop_protocol import prefix_counts
+
+    text = PROTOCOL.replace("splits: 3\n", "splits: 3\n  layout: spread\n")
+    spec = load_loop_spec(write(tmp_path, text))
+    plan = evidence_plan(spec["evidence"], spec["strategy"])
+    assert [(run["split"], run["run"]) for run in plan["runs"]] == [(r % 3, r) for r in range(10)]
+    assert len({run["selection_seed"] for run in plan["runs"]}) == 10
+    assert len({run["finetune_seed"] for run in plan["runs"]}) == 10
+    assert {run["selection_seed"] for run in plan["runs"]}.isdisjoint(run["finetune_seed"] for run in plan["runs"])
+    crossed = evidence_plan({**spec["evidence"], "layout": "crossed"}, spec["strategy"])
+    assert plan["splits"] == crossed["splits"]  # the same three group splits either way
+    part = partial_plan(plan, runs=4)
+    assert part["partial"] == {"splits": [3, 3], "runs": [4, 10]}
+    assert [(run["split"], run["run"]) for run in part["runs"]] == [(0, 0), (1, 1), (2, 2), (0, 3)]
+    assert partial_plan(plan, runs=10)["partial"] is None
+    assert prefix_counts(spec, [(0, 0), (1, 1), (2, 2), (0, 3)]) == (3, 4)
+    assert partial_plan(plan, *prefix_counts(spec, [(0, 0), (1, 1)]))["runs"] == plan["runs"][:2]
+    assert prefix_counts({"evidence": {}}, [(0, 0), (0, 1), (1, 0), (1, 1)]) == (2, 2)  # crossed
+    path = str(write(tmp_path, text))
+    result = CliRunner().invoke(cmd_root, ["loop", "run", path, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "10 runs spread over 3 group splits (run r on split r mod 3)" in result.output
+    assert "committee vs random vs fps: 30 loops" in result.output
+    result = CliRunner().invoke(cmd_root, ["loop", "run", path, "--dry-run", "--runs", "4"])
+    assert "PARTIAL evidence protocol (the first 3 of 3 splits, 4 of 10 runs in all" in result.output
+    assert "committee vs random vs fps: 12 loops" in result.output
+
+
+@pytest.mark.parametrize("layout, splits, expected", [
+    ("spread", 3, None),
+    ("diagonal", 3, "layout must be one of crossed, spread, got 'diagonal'"),
+    ("spread", 11, "runs (10) must be >= splits (11) so that every split is scored"),
+])
+def test_the_layout_is_checked(tmp_path, layout, splits, expected):
+    text = PROTOCOL.replace("  splits: 3\n", f"  splits: {splits}\n  layout: {layout}\n")
+    if expected is None:
+        assert load_loop_spec(write(tmp_path, text))["evidence"]["layout"] == layout
+        return
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_loop_spec(write(tmp_path, text))
 
 
 @pytest.mark.slow
@@ -220,7 +271,6 @@ def test_one_protocol_run_on_a_reaction_pool(tmp_path):
     set apart from the validation set and the candidates; the PARTIAL verdict; the docs entry built from the nodes
     is what the benchmark would write."""
     import pathlib
-    import re
 
     from click.testing import CliRunner
 
@@ -237,7 +287,7 @@ def test_one_protocol_run_on_a_reaction_pool(tmp_path):
     result = CliRunner().invoke(cmd_root, ["loop", "run", str(path), "--splits", "1", "--runs", "1",
                                            "--output", str(tmp_path / "report")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "PARTIAL protocol: 1 of 3 splits, 1 of 10 runs each" in result.output
+    assert "PARTIAL protocol: 1 of 3 splits, 1 of 10 runs in all" in result.output  # the file's layout: spread
     nodes = [orm.load_node(int(pk)) for pk in re.findall(r"ActiveLearningWorkChain pk (\d+)", result.output)]
     assert [n.inputs.strategy.value for n in nodes] == ["committee", "random", "fps"]
     run = plan["runs"][0]
