@@ -59,7 +59,23 @@ def loop_entry(node) -> dict:
     entry.update({key: value for key, value in summary.items()
                   if key.startswith("test_") and key.endswith("_mae") and key != "test_force_mae"
                   and isinstance(value, list)})
+    info = node.inputs.label_pool.frame_info
+    rounds = node.outputs.rounds
+    entry["picked_roles"] = [[info[i].get("role", "unknown") for i in rounds[key]["selected"].get_list()]
+                             for key in sorted(rounds) if "selected" in rounds[key]]
     return entry
+
+
+def picks_by_role(entry: dict, first_round: int = 2) -> dict[str, dict[str, int]]:
+    """strategy -> {frame role (mlip_md, rattle, scan, image, ...): picks} over every loop of a reaction entry,
+    from round ``first_round`` on (round 1 of a committee loop picks at random: nothing to disagree on yet)."""
+    counts: dict[str, dict[str, int]] = {}
+    for loop in entry["loops"]:
+        by_role = counts.setdefault(loop["strategy"], {})
+        for roles in loop.get("picked_roles", [])[first_round - 1:]:
+            for role in roles:
+                by_role[role] = by_role.get(role, 0) + 1
+    return counts
 
 
 def verdicts(loops: list[dict], spec: dict, pool_size: int) -> dict:
@@ -136,6 +152,11 @@ def render_reaction(name: str, entry: dict) -> list[str]:
                  "round times, two reactions at once on 2 cores).")
     lines.append("")
     lines += [f"- {line}" for line in entry["verdicts"]["lines"]]
+    picks = picks_by_role(entry)
+    if any(picks.values()):
+        lines += ["- frames picked from round 2 on, all runs, by their role in the pool: " + "; ".join(
+            f"{strategy} " + ", ".join(f"{role} {n}" for role, n in sorted(roles.items(), key=lambda x: -x[1]))
+            for strategy, roles in picks.items())]
     lines += ["", f"![{entry['title']}: test force MAE against DFT labels](img/{figure_path(name).name})"]
     lines += [""]
     if entry.get("loops_made_by") and entry["loops_made_by"] != entry["provenance"]["command"]:
@@ -156,7 +177,8 @@ def render(record: dict) -> str:
 
 def render_summary(record: dict) -> str:
     """The block of docs/finetuning.md: per reaction, the DFT labels each strategy needed to reach the target
-    on the test set (mean ± std over the runs) and the paired verdicts, from the same JSON."""
+    on the test set and its mean test error up to the budget (mean ± std over the runs), and the paired
+    Wilcoxon p of both, from the same JSON."""
     from aiida_reactmlip.metrics.loop import labels_to_target
 
     rows = []
@@ -173,14 +195,20 @@ def render_summary(record: dict) -> str:
             mean = sum(values) / n
             std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
             cells.append(f"{strategy} {mean:.1f} ± {std:.1f}")
-        p_values = ", ".join(f"vs {other}: p = {c['labels']['wilcoxon_p']:.2g}"
-                             for other, c in entry["verdicts"]["comparisons"].items())
+        comparisons = entry["verdicts"]["comparisons"]
+        first = next(iter(comparisons.values()))["mean_error"]
+        errors = [f"{first['names'][0]} {first['mean_a']:.3f} ± {first['std_a']:.3f}"]
+        errors += [f"{other} {c['mean_error']['mean_b']:.3f} ± {c['mean_error']['std_b']:.3f}"
+                   for other, c in comparisons.items()]
+        p_values = "; ".join(f"vs {other}: labels p = {c['labels']['wilcoxon_p']:.2g}, mean error p = "
+                             f"{c['mean_error']['wilcoxon_p']:.2g}" for other, c in comparisons.items())
         partial = entry.get("partial")
         runs = f"{len(entry['loops']) // len(by)} runs" + (" (PARTIAL protocol)" if partial else "")
         rows.append([entry["title"], f"{entry['pool_frames']} frames", f"{target:g}", runs, "; ".join(cells),
-                     p_values])
+                     "; ".join(errors), p_values])
     header = ["reaction", "pw.x pool", "target test force MAE (eV/Å)", "runs", "DFT labels to the target "
-              "(mean ± std; not reached: counted one round past the budget)", "Wilcoxon, paired by run"]
+              "(mean ± std; not reached: counted one round past the budget)",
+              "mean test force MAE up to the budget (eV/Å)", "Wilcoxon, paired by run"]
     return "\n".join([markdown_table(header, rows), "",
                       "Generated from docs/results/loop-protocol.json (`python -m benchmarks.loop_protocol table`); "
                       "the runs, curves and full verdicts are in docs/active-learning.md, \"The protocol on two "

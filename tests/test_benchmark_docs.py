@@ -211,7 +211,7 @@ def test_loop_protocol_record_is_consistent(reaction):
     by_run = {}
     for loop in entry["loops"]:
         by_run.setdefault((loop["split"], loop["run"]), {})[loop["strategy"]] = loop
-    assert sorted(by_run) == [(run["split"], run["run"]) for run in plan["runs"]]
+    assert sorted(by_run) == sorted((run["split"], run["run"]) for run in plan["runs"])
     budget = list(range(0, spec["max_dft_labels"] + 1, spec["k"]))
     for run in plan["runs"]:
         loops = by_run[(run["split"], run["run"])]
@@ -219,10 +219,14 @@ def test_loop_protocol_record_is_consistent(reaction):
         for loop in loops.values():
             assert loop["selection_seed"] == run["selection_seed"] and loop["finetune_seed"] == run["finetune_seed"]
             assert loop["n_labels"] == budget and len(loop["test_force_mae"]) == len(budget)
+            assert [len(roles) for roles in loop["picked_roles"]] == [spec["k"]] * (len(budget) - 1)
         # round 0 is base CHGNet on the same test set in every strategy of a run
         assert len({round(loop["test_force_mae"][0], 9) for loop in loops.values()}) == 1
     curves = {name: [(by_run[key][name]["n_labels"], by_run[key][name]["test_force_mae"]) for key in sorted(by_run)]
               for name in strategies}
+    picks = loop_protocol.picks_by_role(entry)  # from round 2 on: (rounds - 1) x k picks per run
+    assert {name: sum(roles.values()) for name, roles in picks.items()} == \
+        {name: len(plan["runs"]) * (len(budget) - 2) * spec["k"] for name in strategies}
     assert entry["verdicts"]["censor_at"] == spec["max_dft_labels"] + spec["k"]  # one round past the budget
     again = compare_strategies(curves, spec["strategy"], spec["evidence"]["target"]["threshold"],
                                censor_at=entry["verdicts"]["censor_at"])
