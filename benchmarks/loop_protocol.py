@@ -131,11 +131,14 @@ def render_reaction(name: str, entry: dict) -> list[str]:
               f"labels to {target:g} eV/Å"]
     partial = entry.get("partial")
     spread = entry["evidence"].get("layout") == "spread"
-    scope = ("the whole protocol" if not partial else
-             f"PARTIAL: {partial['runs'][0]} of {partial['runs'][1]} runs over {partial['splits'][0]} group splits; "
-             "these verdicts are not the protocol's" if spread else
-             f"PARTIAL: {partial['splits'][0]} of {partial['splits'][1]} group splits x {partial['runs'][0]} of "
-             f"{partial['runs'][1]} runs; these verdicts are not the protocol's")
+    if not partial:
+        scope = "the whole protocol"
+    elif spread:
+        scope = (f"PARTIAL: {partial['runs'][0]} of {partial['runs'][1]} runs over {partial['splits'][0]} group "
+                 "splits; these verdicts are not the protocol's")
+    else:
+        scope = (f"PARTIAL: {partial['splits'][0]} of {partial['splits'][1]} group splits x {partial['runs'][0]} of "
+                 f"{partial['runs'][1]} runs; these verdicts are not the protocol's")
     if spread:
         n_splits = entry["evidence"]["splits"]
         scope += (f"; {entry['evidence']['runs']} runs spread over {n_splits} group splits, run r on split r mod "

@@ -376,3 +376,20 @@ def test_performance_goals_block_is_the_rendering_of_the_committed_results():
     for name, result in record["results"].items():
         row = rows[f"{name} ({result['n_frames']} frames)"]
         assert (row[3] == "met") == (result["ratio_vs_best_plain"] >= label_throughput.GOAL)
+
+
+def test_loop_protocol_block_says_partial_for_a_prefix_of_a_spread_plan():
+    """A stopped spread protocol (the first 4 of 10 runs) is labelled PARTIAL with runs counted in all."""
+    import copy
+
+    from benchmarks import loop_protocol
+
+    entry = copy.deepcopy(json.loads(loop_protocol.RESULT_JSON.read_text())["reactions"]["nh3-inversion"])
+    assert entry["evidence"]["layout"] == "spread" and entry["partial"] is None
+    whole = "\n".join(loop_protocol.render_reaction("nh3-inversion", entry))
+    assert "the whole protocol; 10 runs spread over 3 group splits" in whole and "PARTIAL" not in whole
+    entry["partial"] = {"splits": [3, 3], "runs": [4, 10]}
+    entry["loops"] = [loop for loop in entry["loops"] if loop["run"] < 4]
+    part = "\n".join(loop_protocol.render_reaction("nh3-inversion", entry))
+    assert "PARTIAL: 4 of 10 runs over 3 group splits; these verdicts are not the protocol's" in part
+    assert "| 0 | 3 | committee |" in part and "| 1 | 4 |" not in part

@@ -17,9 +17,9 @@ A loop file with an ``evidence`` section::
       seed: 0                   # draws every split, selection and fine-tune seed
 
 The protocol asks for (:func:`check_evidence` refuses less, naming every shortfall at once):
->= :data:`MIN_RUNS` runs (per split, or in all for ``layout: spread``), >= :data:`MIN_SPLITS` splits, ``k`` of 1 or 2, a committee of
->= :data:`MIN_COMMITTEE` for a committee strategy, the baselines ``random`` and ``fps``, and a test set apart from
-the validation set. Selection and fine-tune seeds come from two independent streams of one
+>= :data:`MIN_RUNS` runs (per split, or in all for ``layout: spread``), >= :data:`MIN_SPLITS` splits, ``k`` of
+1 or 2, a committee of >= :data:`MIN_COMMITTEE` for a committee strategy, the baselines ``random`` and ``fps``,
+and a test set apart from the validation set. Selection and fine-tune seeds come from two independent streams of one
 :class:`numpy.random.SeedSequence`, so that the spread due to the selection and that due to training are
 separable; every strategy of a run gets the same seeds (paired comparison, ``metrics.statistics``).
 """
