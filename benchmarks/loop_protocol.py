@@ -276,8 +276,8 @@ def finished_runs(spec: dict, profile: str | None) -> list:
 def prefix_counts(spec: dict, runs: list[tuple[int, int]]) -> tuple[int, int]:
     """The ``--splits`` / ``--runs`` whose plan prefix would be the finished (split, run) pairs ``runs``."""
     n_splits = len({split for split, _ in runs})
-    if spec["evidence"].get("layout") == "spread":
-        return n_splits, len(runs)
+    if spec["evidence"].get("layout") == "spread":  # run numbers count over all splits
+        return n_splits, max(run for _, run in runs) + 1
     return n_splits, min(sum(1 for s, _ in runs if s == split) for split in range(n_splits))
 
 

@@ -238,6 +238,9 @@ def test_a_spread_layout_deals_ten_runs_over_three_splits(tmp_path):
     assert partial_plan(plan, runs=10)["partial"] is None
     assert prefix_counts(spec, [(0, 0), (1, 1), (2, 2), (0, 3)]) == (3, 4)
     assert partial_plan(plan, *prefix_counts(spec, [(0, 0), (1, 1)]))["runs"] == plan["runs"][:2]
+    first_two_splits = [(run["split"], run["run"]) for run in partial_plan(plan, splits=2)["runs"]]
+    assert first_two_splits == [(0, 0), (1, 1), (0, 3), (1, 4), (0, 6), (1, 7), (0, 9)]  # --splits 2
+    assert partial_plan(plan, *prefix_counts(spec, first_two_splits))["runs"] == partial_plan(plan, splits=2)["runs"]
     assert prefix_counts({"evidence": {}}, [(0, 0), (0, 1), (1, 0), (1, 1)]) == (2, 2)  # crossed
     path = str(write(tmp_path, text))
     result = CliRunner().invoke(cmd_root, ["loop", "run", path, "--dry-run"])
