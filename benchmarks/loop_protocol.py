@@ -345,8 +345,8 @@ def refresh(profile: str | None) -> None:
 def _run_arguments(parser) -> None:
     parser.add_argument("--reaction", choices=sorted(REACTIONS), action="append", help="only this reaction (repeatable)")
     parser.add_argument("--splits", type=int, default=None, help="the first N group splits only (a partial run)")
-    parser.add_argument("--runs", type=int, default=None, help="the first N runs only (of each split for a crossed layout; a partial "
-                        "run)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="the first N runs only (of each split for a crossed layout; a partial run)")
 
 
 def _run(profile: str | None, args) -> None:

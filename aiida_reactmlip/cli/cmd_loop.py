@@ -256,7 +256,7 @@ def evidence_verdict_lines(summaries: dict[str, list[dict]], spec: dict, censor_
     :func:`evidence_censor`)."""
     from aiida_reactmlip.metrics.learning_curves import CURVE_METRICS, REACTIVE_METRICS
     from aiida_reactmlip.metrics.statistics import compare_mean_errors, compare_strategies
-    from aiida_reactmlip.specs.evidence import TARGET_METRICS
+    from aiida_reactmlip.specs.evidence import TARGET_METRICS, runs_phrase
 
     target = spec["evidence"]["target"]
     key = {"force_mae": "test_force_mae", "energy_mae": "test_energy_mae_per_atom"}[target["metric"]]
@@ -265,8 +265,6 @@ def evidence_verdict_lines(summaries: dict[str, list[dict]], spec: dict, censor_
     curves = {name: [(s["n_labels"], s[key]) for s in group] for name, group in summaries.items()}
     comparisons = compare_strategies(curves, spec["strategy"], float(target["threshold"]), censor_at=censor_at,
                                      unit=TARGET_METRICS[target["metric"]])
-    from aiida_reactmlip.specs.evidence import runs_phrase
-
     plan = spec.get("plan") or {}
     partial = plan.get("partial")
     lines = [""]
